@@ -1,0 +1,22 @@
+"""Pretrained conv bases by name. Adding a backbone is one module calling `register(BackboneSpec(...))`."""
+
+from pipeline.backbones import vgg16  # noqa: F401  (registers itself)
+from pipeline.backbones.registry import (
+    BackboneSpec,
+    ResolvedWeights,
+    WeightsUnavailableError,
+    backbone_names,
+    get_backbone,
+    register,
+    sha256_of,
+)
+
+__all__ = [
+    "BackboneSpec",
+    "ResolvedWeights",
+    "WeightsUnavailableError",
+    "backbone_names",
+    "get_backbone",
+    "register",
+    "sha256_of",
+]

@@ -1,0 +1,101 @@
+"""The backbone registry: a name resolves to a BackboneSpec (builder, preprocessing, weights source)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights cannot be found locally nor downloaded; the message says where to put them."""
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Where a conv base's weights come from: `identifier` is what params said, `path` the local file."""
+
+    identifier: str
+    path: Path | None
+    sha256: str
+
+    @property
+    def is_random(self) -> bool:
+        return self.path is None
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything the pipeline needs to know about one pretrained conv base.
+
+    build(input_shape, weights_path) returns the conv base (no classifier top) with stable layer names.
+    preprocess maps float32 RGB pixels in [0, 255] to the model's input; it travels with the weights.
+    fetch_imagenet returns the local path of the ImageNet weights file, downloading it if it can.
+    """
+
+    name: str
+    build: Callable[[tuple[int, int, int], Path | None], keras.Model]
+    preprocess: Callable[[tf.Tensor], tf.Tensor]
+    preprocessing: str
+    fetch_imagenet: Callable[[], Path]
+    default_input_size: int
+    default_pooling: str
+    gradcam_layer: str
+    finetune_from: str
+
+    def resolve_weights(self, weights: str) -> ResolvedWeights:
+        """Turn a params value (imagenet | none | path) into a local file and its sha256."""
+        if weights in ("none", "None", "", None):
+            return ResolvedWeights("none", None, "")
+        if weights == "imagenet":
+            path = self.fetch_imagenet()
+        else:
+            path = Path(weights).expanduser()
+            if not path.is_file():
+                raise WeightsUnavailableError(
+                    f"Weights file for backbone '{self.name}' not found: {path}. "
+                    "Use 'imagenet', 'none', or the path of an existing weights file."
+                )
+        return ResolvedWeights(weights, path, sha256_of(path))
+
+    def conv_base(self, input_size: int, weights: ResolvedWeights) -> keras.Model:
+        """Build the conv base for square inputs of `input_size` pixels with the given weights."""
+        if input_size < 32:
+            raise ValueError(f"input_size must be at least 32 pixels. Received: input_size={input_size}")
+        model = self.build((input_size, input_size, 3), weights.path)
+        model.trainable = False
+        return model
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register(spec: BackboneSpec) -> BackboneSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"Backbone '{spec.name}' is registered twice.")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """The spec registered under `name`; the error lists the known names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"Unknown backbone. Received: backbone={name!r}. Known: {sorted(_REGISTRY)}") from None
+
+
+def backbone_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

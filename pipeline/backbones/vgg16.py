@@ -1,0 +1,71 @@
+"""VGG16's conv base (Keras applications), ImageNet weights from Keras' cache or its download."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from pipeline.backbones.registry import BackboneSpec, WeightsUnavailableError, register
+
+WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/vgg16/{WEIGHTS_FILE}"
+WEIGHTS_MD5 = "6d6bbae143d832006294945121d1f1fc"
+DOWNLOAD_TIMEOUT_S = 20
+
+
+def keras_cache_dir() -> Path:
+    """The folder where Keras looks for (and saves) downloaded weights."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def fetch_imagenet_weights() -> Path:
+    """Keras' cached notop weights, downloading them when the network allows."""
+    cached = keras_cache_dir() / WEIGHTS_FILE
+    if cached.is_file():
+        return cached
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        path = keras.utils.get_file(WEIGHTS_FILE, WEIGHTS_URL, cache_subdir="models", file_hash=WEIGHTS_MD5)
+    except Exception as err:  # noqa: BLE001 - any failure to download means the same thing to the user
+        raise WeightsUnavailableError(
+            f"VGG16 ImageNet weights are not cached and could not be downloaded ({type(err).__name__}: "
+            f"{err}). Keras expects the file '{WEIGHTS_FILE}' in the folder '{keras_cache_dir()}'. "
+            f"On a machine with internet, download {WEIGHTS_URL} and copy it there, or set "
+            "backbones.vgg16.weights in params.yaml to the path of the file (or 'none' for random weights)."
+        ) from err
+    finally:
+        socket.setdefaulttimeout(previous)
+    return Path(path)
+
+
+def build_vgg16(input_shape: tuple[int, int, int], weights_path: Path | None) -> keras.Model:
+    return keras.applications.VGG16(
+        include_top=False,
+        weights=str(weights_path) if weights_path else None,
+        input_shape=input_shape,
+    )
+
+
+def preprocess_vgg16(images: tf.Tensor) -> tf.Tensor:
+    return keras.applications.vgg16.preprocess_input(images)
+
+
+VGG16 = register(
+    BackboneSpec(
+        name="vgg16",
+        build=build_vgg16,
+        preprocess=preprocess_vgg16,
+        preprocessing="caffe: RGB->BGR, minus ImageNet channel means (keras.applications.vgg16)",
+        fetch_imagenet=fetch_imagenet_weights,
+        default_input_size=150,
+        default_pooling="flatten",
+        gradcam_layer="block5_conv3",
+        finetune_from="block5_conv1",
+    )
+)

@@ -1,0 +1,136 @@
+"""params.yaml, loaded once into typed config objects that the stages receive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SPLITS = ("train", "validation", "test")
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, malformed or holds a value out of range."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    raw: Path = Path("data/raw/dogs-vs-cats.zip")
+    images: Path = Path("data/images")
+    split: Path = Path("data/split")
+    features: Path = Path("features")
+    models: Path = Path("models")
+    metrics: Path = Path("metrics")
+    plots: Path = Path("plots")
+
+    @property
+    def manifest(self) -> Path:
+        return self.split / "manifest.csv"
+
+    def store(self, backbone: str) -> Path:
+        return self.features / f"{backbone}.h5"
+
+    def head_dir(self, backbone: str) -> Path:
+        return self.models / backbone
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    train: int = 1000
+    validation: int = 500
+    test: int = 500
+    shuffle: bool = False
+    seed: int = 42
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
+@dataclass(frozen=True)
+class FeaturizeConfig:
+    backbones: tuple[str, ...] = ("vgg16",)
+    batch_size: int = 32
+    resize: str = "bilinear"
+    storage_dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    weights: str = "imagenet"
+    input_size: int = 150
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    heads: tuple[str, ...] = ("dense", "logreg")
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class Config:
+    paths: Paths = field(default_factory=Paths)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
+    backbones: dict[str, BackboneConfig] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def backbone(self, name: str) -> BackboneConfig:
+        """The params of one backbone; defaults when params.yaml has no entry for it."""
+        return self.backbones.get(name, BackboneConfig())
+
+    def head(self, name: str) -> dict[str, Any]:
+        if name not in self.heads:
+            raise ConfigError(f"params.yaml has no 'heads.{name}' section. Known heads: {sorted(self.heads)}")
+        return dict(self.heads[name])
+
+
+def _build(cls: type, section: dict[str, Any] | None, where: str) -> Any:
+    """Instantiate a config dataclass from a params section, refusing unknown keys."""
+    section = section or {}
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ConfigError(f"Unknown key(s) {unknown} in params section '{where}'. Known: {sorted(known)}")
+    values = {}
+    for key, value in section.items():
+        default = getattr(cls(), key) if key in known else None
+        if isinstance(default, Path):
+            value = Path(value)
+        elif isinstance(default, tuple):
+            value = tuple(value)
+        values[key] = value
+    return cls(**values)
+
+
+def load_config(path: Path | str = DEFAULT_PARAMS) -> Config:
+    """Read params.yaml into a Config; errors name the file and the offending key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Params file not found: {path}. Run from the project root or pass --params.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level.")
+    try:
+        backbones = {
+            name: _build(BackboneConfig, section, f"backbones.{name}")
+            for name, section in (raw.get("backbones") or {}).items()
+        }
+        return Config(
+            paths=_build(Paths, raw.get("paths"), "paths"),
+            split=_build(SplitConfig, raw.get("split"), "split"),
+            featurize=_build(FeaturizeConfig, raw.get("featurize"), "featurize"),
+            backbones=backbones,
+            train=_build(TrainConfig, raw.get("train"), "train"),
+            heads=dict(raw.get("heads") or {}),
+            raw=raw,
+        )
+    except TypeError as err:
+        raise ConfigError(f"{path}: {err}") from err
