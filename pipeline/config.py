@@ -21,9 +21,11 @@ class Paths:
     raw: Path = Path("data/raw/dogs-vs-cats.zip")
     images: Path = Path("data/images")
     split: Path = Path("data/split")
+    weights: Path = Path("weights")
     features: Path = Path("features")
     models: Path = Path("models")
     metrics: Path = Path("metrics")
+    curves: Path = Path("dvclive")
     plots: Path = Path("plots")
 
     @property
@@ -33,8 +35,17 @@ class Paths:
     def store(self, backbone: str) -> Path:
         return self.features / f"{backbone}.h5"
 
-    def head_dir(self, backbone: str) -> Path:
-        return self.models / backbone
+    def weights_record(self, backbone: str) -> Path:
+        return self.features / f"{backbone}.weights.json"
+
+    def head_dir(self, backbone: str, head: str) -> Path:
+        return self.models / backbone / head
+
+    def curves_dir(self, backbone: str, head: str) -> Path:
+        return self.curves / backbone / head
+
+    def metrics_dir(self, backbone: str, head: str) -> Path:
+        return self.metrics / backbone / head
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+RANDOM_INIT_SEED = 0
+
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights cannot be found locally nor downloaded; the message says where to put them."""
@@ -66,6 +68,8 @@ class BackboneSpec:
         """Build the conv base for square inputs of `input_size` pixels with the given weights."""
         if input_size < 32:
             raise ValueError(f"input_size must be at least 32 pixels. Received: input_size={input_size}")
+        if weights.is_random:
+            keras.utils.set_random_seed(RANDOM_INIT_SEED)  # 'none' weights: the same random base every run
         model = self.build((input_size, input_size, 3), weights.path)
         model.trainable = False
         return model

@@ -27,6 +27,11 @@ def fetch_imagenet_weights() -> Path:
     """Keras' cached notop weights, downloading them when the network allows."""
     cached = keras_cache_dir() / WEIGHTS_FILE
     if cached.is_file():
+        if not keras.utils.validate_file(str(cached), WEIGHTS_MD5, algorithm="md5"):
+            raise WeightsUnavailableError(
+                f"{cached} does not match the md5 {WEIGHTS_MD5} that Keras publishes for it (a partial or "
+                "corrupted download?). Delete it and run again to download it afresh."
+            )
         return cached
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)

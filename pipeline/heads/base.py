@@ -1,0 +1,44 @@
+"""The interface every head implements, and what training hands it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass
+class TrainingData:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    classes: list[str]
+    default_pooling: str
+
+
+class Head(Protocol):
+    """A classifier over cached features. Saved without pickle; loaded with `load(path)`."""
+
+    file_suffix: str
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """(N, *feature_shape) -> (N, n_classes) probabilities."""
+
+    def save(self, path: Path) -> None: ...
+
+
+class HeadBuilder(Protocol):
+    file_suffix: str
+
+    def fit(self, data: TrainingData, params: dict[str, Any], seed: int, live: Any) -> Head: ...
+
+    def load(self, path: Path) -> Head: ...
+
+
+def check_params(head: str, params: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"Unknown key(s) {unknown} in params 'heads.{head}'. Known: {sorted(known)}")

@@ -1,0 +1,98 @@
+"""The seed's dense head: Flatten (or global average) -> Dense(256, relu) -> Dropout(0.5) -> Dense(1, sigmoid)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from pipeline.heads.base import TrainingData, check_params
+from pipeline.heads.pooling import resolve_pooling
+
+DEFAULTS = {"pooling": "auto", "units": 256, "dropout": 0.5, "learning_rate": 2e-5, "epochs": 30, "batch_size": 20}
+
+
+def build_dense_head(
+    feature_shape: tuple[int, ...], n_classes: int, pooling: str, units: int, dropout: float
+) -> keras.Model:
+    """The classifier alone; its input is the conv base's feature map, so it stacks on the base as is."""
+    inputs = keras.Input(shape=feature_shape, name="features")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(inputs) if pooling == "avg" else inputs
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(units, activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    if n_classes == 2:
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="predictions")(x)
+    else:
+        outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="dense_head")
+
+
+def to_two_columns(probabilities: np.ndarray) -> np.ndarray:
+    """A sigmoid's (N, 1) output as (N, 2) class probabilities; softmax outputs pass through."""
+    if probabilities.shape[1] == 1:
+        return np.hstack([1.0 - probabilities, probabilities])
+    return probabilities
+
+
+class DenseHead:
+    file_suffix = ".keras"
+
+    def __init__(self, model: keras.Model) -> None:
+        self.model = model
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return to_two_columns(self.model.predict(features, batch_size=256, verbose=0))
+
+    def save(self, path: Path) -> None:
+        self.model.save(path)
+
+
+class DenseHeadBuilder:
+    file_suffix = ".keras"
+
+    def fit(self, data: TrainingData, params: dict[str, Any], seed: int, live: Any) -> DenseHead:
+        check_params("dense", params, set(DEFAULTS))
+        p = {**DEFAULTS, **params}
+        keras.utils.set_random_seed(seed)
+        n_classes = len(data.classes)
+        model = build_dense_head(
+            data.x_train.shape[1:],
+            n_classes,
+            resolve_pooling(p["pooling"], data.default_pooling),
+            p["units"],
+            p["dropout"],
+        )
+        loss = "binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"
+        model.compile(optimizer=keras.optimizers.RMSprop(p["learning_rate"]), loss=loss, metrics=["accuracy"])
+        callbacks = [LiveCurves(live)] if live is not None else []
+        model.fit(
+            data.x_train,
+            data.y_train,
+            validation_data=(data.x_val, data.y_val),
+            epochs=p["epochs"],
+            batch_size=p["batch_size"],
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
+        return DenseHead(model)
+
+    def load(self, path: Path) -> DenseHead:
+        return DenseHead(keras.saving.load_model(path, safe_mode=True))
+
+
+class LiveCurves(keras.callbacks.Callback):
+    """Log the seed's curves (train/validation accuracy and loss) to dvclive, one step per epoch."""
+
+    def __init__(self, live: Any) -> None:
+        super().__init__()
+        self.live = live
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for key, value in (logs or {}).items():
+            split = "validation" if key.startswith("val_") else "train"
+            self.live.log_metric(f"{split}/{key.removeprefix('val_')}", float(value))
+        self.live.next_step()

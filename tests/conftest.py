@@ -1,0 +1,107 @@
+"""Shared test helpers: subsets of the shared Dogs vs. Cats sample, made at test time."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SAMPLE_ZIP = SHARED / "data" / "dogs-vs-cats-sample" / "train.zip"
+MNIST_DIR = SHARED / "data" / "mnist-t10k"
+PROJECT_FILES = ("pipeline", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", "weights", "pyproject.toml")
+
+
+def sample_images(per_class: int, classes: tuple[str, ...] = ("cat", "dog"), start: int = 0) -> dict[str, bytes]:
+    """{'cat.0.jpg': bytes, ...}: the first `per_class` images of each class from the shared sample."""
+    with zipfile.ZipFile(SAMPLE_ZIP) as archive:
+        return {
+            f"{cls}.{i}.jpg": archive.read(f"train/{cls}.{i}.jpg")
+            for cls in classes
+            for i in range(start, start + per_class)
+        }
+
+
+def write_zip(path: Path, files: dict[str, bytes], prefix: str = "train/") -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(prefix + name, data)
+    return path
+
+
+def write_competition_zip(path: Path, files: dict[str, bytes]) -> Path:
+    """Kaggle's layout: dogs-vs-cats.zip holding train.zip and test1.zip."""
+    inner = io.BytesIO()
+    write_zip(inner, files)  # type: ignore[arg-type]
+    test1 = io.BytesIO()
+    write_zip(test1, {"1.jpg": next(iter(files.values()))}, prefix="test1/")  # type: ignore[arg-type]
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("train.zip", inner.getvalue())
+        archive.writestr("test1.zip", test1.getvalue())
+        archive.writestr("sampleSubmission.csv", "id,label\n1,0\n")
+    return path
+
+
+def tool_env() -> dict[str, str]:
+    """The environment for `dvc` and `python -m pipeline`: this interpreter's bin first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def make_project(dest: Path, raw: Path, overrides: dict) -> Path:
+    """A copy of this project in `dest` (a git repo with DVC), with params.yaml updated by `overrides`."""
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["paths"]["raw"] = str(raw)
+    for dotted, value in overrides.items():
+        section = params
+        *parents, key = dotted.split(".")
+        for part in parents:
+            section = section.setdefault(part, {})
+        section[key] = value
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project"], dest)
+    return dest
+
+
+TINY_PARAMS = {
+    "split.train": 20,
+    "split.validation": 10,
+    "split.test": 10,
+    "featurize.backbones": ["vgg16"],
+    "backbones.vgg16.weights": "none",
+    "backbones.vgg16.input_size": 48,
+    "heads.dense.epochs": 2,
+}
+
+
+@pytest.fixture(scope="session")
+def sample_zip_40(tmp_path_factory) -> Path:
+    """A Kaggle-layout train.zip with the first 40 images of each class."""
+    return write_zip(tmp_path_factory.mktemp("raw") / "train.zip", sample_images(40))

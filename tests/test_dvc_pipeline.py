@@ -1,0 +1,62 @@
+"""The real `dvc repro` end to end on a small subset, and the proof that swapping a head recomputes no features."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TINY_PARAMS, make_project, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, sample_zip_40) -> Path:
+    root = make_project(tmp_path_factory.mktemp("dvc") / "project", sample_zip_40, TINY_PARAMS)
+    result = run(["dvc", "repro"], root)
+    assert "Running stage 'featurize@vgg16'" in result.stdout
+    return root
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def test_repro_end_to_end(project: Path) -> None:
+    for head in ("dense", "logreg"):
+        metrics = json.loads((project / "metrics" / "vgg16" / head / "metrics.json").read_text())
+        assert metrics["test/images"] == 20
+        assert 0.0 <= metrics["test/accuracy"] <= 1.0
+    shown = run(["dvc", "metrics", "show"], project).stdout
+    assert "metrics/vgg16/dense/metrics.json" in shown and "metrics/vgg16/logreg/metrics.json" in shown
+    curves = project / "dvclive" / "vgg16" / "dense" / "plots" / "metrics" / "validation" / "accuracy.tsv"
+    assert len(curves.read_text().splitlines()) == 1 + TINY_PARAMS["heads.dense.epochs"]
+    assert run(["dvc", "status"], project).stdout.strip() == "Data and pipelines are up to date."
+    plots = run(["dvc", "plots", "show", "--json"], project).stdout
+    assert "confusion_matrix.json" in plots and "accuracy.tsv" in plots
+
+
+def test_head_param_change_recomputes_no_features(project: Path) -> None:
+    store = project / "features" / "vgg16.h5"
+    before = (store.stat().st_mtime_ns, store.stat().st_ino, store.read_bytes())
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["heads"]["logreg"]["C"] = 0.25
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run(["dvc", "repro"], project)
+    assert ran_stages(result.stdout) == ["train@vgg16-logreg", "evaluate@vgg16-logreg"]
+    assert (store.stat().st_mtime_ns, store.stat().st_ino, store.read_bytes()) == before
+
+
+def test_predict_cli(project: Path) -> None:
+    images = sorted((project / "data" / "split" / "test" / "dog").iterdir())[:2]
+    result = run([sys.executable, "-m", "pipeline", "predict", *map(str, images), "--head", "logreg"], project)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2
+    path, label, probability = lines[0].split("\t")
+    assert path == str(images[0]) and label in ("cat", "dog") and 0.5 <= float(probability) <= 1.0
+
+
+def test_store_info_cli(project: Path) -> None:
+    result = run([sys.executable, "-m", "pipeline", "store", "info", "features/vgg16.h5"], project)
+    assert "backbone: vgg16" in result.stdout and "train: 40 rows" in result.stdout
