@@ -27,19 +27,27 @@ def extract(params: ParamsOption = DEFAULT_PARAMS) -> None:
     from pipeline.extract import extract as run
 
     config = load_config(params)
-    count = run(config.paths.raw, config.paths.images)
-    typer.echo(f"extracted {count} images from {config.paths.raw} into {config.paths.images}")
+    report = run(config.paths.raw, config.paths.images)
+    typer.echo(f"extracted {report.count} images from {config.paths.raw} into {config.paths.images}")
+    if report.skipped:
+        shown = ", ".join(report.skipped[:5]) + (", ..." if len(report.skipped) > 5 else "")
+        typer.echo(f"skipped {len(report.skipped)} image files not named <class>.<n>.<ext>: {shown}")
 
 
 @app.command()
 def split(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Split the images per class by file index into train/validation/test and write the manifest."""
     from pipeline.split import split as run
+    from pipeline.split import write_metrics
 
     config = load_config(params)
-    rows = run(config.paths.images, config.paths.split, config.split)
-    counts = {name: sum(r.split == name for r in rows) for name in ("train", "validation", "test")}
-    typer.echo(f"split {len(rows)} images into {config.paths.split}: {counts}")
+    result = run(config.paths.images, config.paths.split, config.split)
+    write_metrics(result, config.paths.split_metrics)
+    counts = {name: sum(r.split == name for r in result.rows) for name in ("train", "validation", "test")}
+    typer.echo(f"split {len(result.rows)} images into {config.paths.split}: {counts}")
+    typer.echo(f"rejected {len(result.rejects)} images (see {config.paths.split / 'rejects.csv'})")
+    if result.converted:
+        typer.echo(f"converted {len(result.converted)} images to PNG (see {config.paths.split / 'converted.csv'})")
 
 
 @app.command()

@@ -32,6 +32,10 @@ class Paths:
     def manifest(self) -> Path:
         return self.split / "manifest.csv"
 
+    @property
+    def split_metrics(self) -> Path:
+        return self.metrics / "split.json"
+
     def store(self, backbone: str) -> Path:
         return self.features / f"{backbone}.h5"
 
@@ -55,6 +59,7 @@ class SplitConfig:
     test: int = 500
     shuffle: bool = False
     seed: int = 42
+    max_pixels: int = 50_000_000  # larger images are rejected from the header, before decoding
 
     def sizes(self) -> dict[str, int]:
         return {"train": self.train, "validation": self.validation, "test": self.test}

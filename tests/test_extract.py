@@ -15,14 +15,14 @@ def images() -> dict[str, bytes]:
 
 def test_bare_train_zip(tmp_path: Path, images) -> None:
     raw = write_zip(tmp_path / "train.zip", images)
-    assert extract(raw, tmp_path / "out") == 6
+    assert extract(raw, tmp_path / "out").count == 6
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(images)
     assert (tmp_path / "out" / "cat.0.jpg").read_bytes() == images["cat.0.jpg"]
 
 
 def test_competition_zip_takes_train_only(tmp_path: Path, images) -> None:
     raw = write_competition_zip(tmp_path / "dogs-vs-cats.zip", images)
-    assert extract(raw, tmp_path / "out") == 6
+    assert extract(raw, tmp_path / "out").count == 6
     assert not (tmp_path / "out" / "1.jpg").exists()
 
 
@@ -32,11 +32,11 @@ def test_folder(tmp_path: Path, images) -> None:
     for name, data in images.items():
         (folder / "nested" / name).write_bytes(data)
     (folder / "notes.txt").write_text("not an image")
-    assert extract(folder, tmp_path / "out") == 6
+    assert extract(folder, tmp_path / "out").count == 6
 
 
 def test_shared_sample_extracts_all(tmp_path: Path) -> None:
-    assert extract(SAMPLE_ZIP, tmp_path / "out") == 4000
+    assert extract(SAMPLE_ZIP, tmp_path / "out").count == 4000
 
 
 @pytest.mark.parametrize("entry", ["../evil.jpg", "train/../../evil.jpg", "/etc/cat.1.jpg", "C:/cat.1.jpg"])

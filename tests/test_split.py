@@ -1,24 +1,33 @@
 import csv
 import hashlib
+import io
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from pipeline.config import SplitConfig
 from pipeline.split import SplitError, read_manifest, split
 
 
+def tiny_jpeg(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (seed % 256, seed // 256 % 256, 90)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
 def make_images(folder: Path, counts: dict[str, int]) -> Path:
+    """Small distinct JPEGs: cat.0.jpg ... (the split stage decodes every image it places)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for cls, n in counts.items():
+    for c, (cls, n) in enumerate(counts.items()):
         for i in range(n):
-            (folder / f"{cls}.{i}.jpg").write_bytes(f"{cls}-{i}".encode())
+            (folder / f"{cls}.{i}.jpg").write_bytes(tiny_jpeg(1000 * c + i))
     return folder
 
 
 def test_seed_split_by_numeric_index(tmp_path: Path) -> None:
     images = make_images(tmp_path / "images", {"cat": 25, "dog": 25})
-    rows = split(images, tmp_path / "split", SplitConfig(train=10, validation=5, test=5))
+    rows = split(images, tmp_path / "split", SplitConfig(train=10, validation=5, test=5)).rows
     train_cats = [r.path for r in rows if r.split == "train" and r.cls == "cat"]
     assert train_cats == [f"train/cat/cat.{i}.jpg" for i in range(10)]  # cat.2 before cat.10
     assert [r.path for r in rows if r.split == "test" and r.cls == "dog"][-1] == "test/dog/dog.19.jpg"
@@ -48,17 +57,17 @@ def test_manifest_matches_files(tmp_path: Path) -> None:
 def test_shuffle_is_seeded(tmp_path: Path) -> None:
     images = make_images(tmp_path / "images", {"cat": 30, "dog": 30})
     config = SplitConfig(train=10, validation=5, test=5, shuffle=True, seed=7)
-    first = [r.path for r in split(images, tmp_path / "a", config)]
-    again = [r.path for r in split(images, tmp_path / "b", config)]
-    other = [r.path for r in split(images, tmp_path / "c", SplitConfig(10, 5, 5, True, 8))]
+    first = [r.path for r in split(images, tmp_path / "a", config).rows]
+    again = [r.path for r in split(images, tmp_path / "b", config).rows]
+    other = [r.path for r in split(images, tmp_path / "c", SplitConfig(10, 5, 5, True, 8)).rows]
     assert first == again
     assert first != other
-    assert first != [r.path for r in split(images, tmp_path / "d", SplitConfig(10, 5, 5))]
+    assert first != [r.path for r in split(images, tmp_path / "d", SplitConfig(10, 5, 5)).rows]
 
 
 def test_more_than_two_classes(tmp_path: Path) -> None:
     images = make_images(tmp_path / "images", {"cat": 3, "dog": 3, "fox": 3})
-    rows = split(images, tmp_path / "split", SplitConfig(train=1, validation=1, test=1))
+    rows = split(images, tmp_path / "split", SplitConfig(train=1, validation=1, test=1)).rows
     assert sorted({r.cls for r in rows}) == ["cat", "dog", "fox"]
     assert (tmp_path / "split" / "test" / "fox" / "fox.2.jpg").is_file()
 
