@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP", "TIFF")  # never EPS & co (Ghostscript)
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")  # never EPS & co (Ghostscript); JPEG opens MPO too
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 PLAIN_JPEG_MODES = ("RGB", "L")
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -113,6 +113,8 @@ def _check(data: bytes, suffix: str, max_pixels: int) -> Checked:
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         reasons.append(f"first of {frames} frames")
+    if image.format == "PNG":
+        verify_checksums(data)
     _load(image)
     check_pixels(image.size, max_pixels)
     if orientation != 1:
@@ -131,9 +133,11 @@ def _open(data: bytes) -> Image.Image:
     except Image.DecompressionBombError as err:
         raise Rejected("too large", str(err)) from err
     except UnidentifiedImageError as err:
-        raise Rejected("not an image", f"not a {', '.join(FORMATS)} file (it starts with {data[:12]!r})") from err
-    except Exception as err:  # a plugin that recognised the format choked on the header: corrupt
-        raise Rejected("corrupt", f"bad header: {type(err).__name__}: {err}") from err
+        raise Rejected(
+            "not an image", f"no {'/'.join(FORMATS)} header that Pillow can read (it starts with {data[:12]!r})"
+        ) from err
+    except Exception as err:  # a plugin that recognised the format choked on the header
+        raise Rejected(_damage(err), f"bad header: {type(err).__name__}: {err}") from err
 
 
 def _load(image: Image.Image) -> None:
@@ -142,8 +146,19 @@ def _load(image: Image.Image) -> None:
     except Image.DecompressionBombError as err:
         raise Rejected("too large", str(err)) from err
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, ... for bad data
-        reason = "truncated" if "truncated" in str(err).lower() else "corrupt"
-        raise Rejected(reason, f"cannot decode: {type(err).__name__}: {err}") from err
+        raise Rejected(_damage(err), f"cannot decode: {type(err).__name__}: {err}") from err
+
+
+def _damage(err: Exception) -> str:
+    return "truncated" if "truncated" in str(err).lower() else "corrupt"
+
+
+def verify_checksums(data: bytes) -> None:
+    """PNG chunks carry CRCs that a decode does not check: a damaged IDAT can inflate into wrong pixels."""
+    try:
+        Image.open(io.BytesIO(data), formats=["PNG"]).verify()
+    except Exception as err:
+        raise Rejected("corrupt", f"{type(err).__name__}: {err}") from err
 
 
 def check_pixels(size: tuple[int, int], max_pixels: int) -> None:
