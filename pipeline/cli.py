@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from pipeline.config import load_config
+from pipeline.visualize.cli import visualize_app
 
 app = typer.Typer(
     help="Precomputed feature store for small-data image classification with pretrained convnets.",
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 store_app = typer.Typer(help="Inspect and check feature stores.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+app.add_typer(visualize_app, name="visualize")
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
 DEFAULT_PARAMS = Path("params.yaml")

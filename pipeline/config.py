@@ -86,6 +86,30 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class VisualizeConfig:
+    """What the visualize stage pictures: activations, filter patterns, Grad-CAM (defaults: see params.yaml)."""
+
+    head: str = "dense"
+    images: int = 1
+    ids: tuple[str, ...] = ()
+    layers: int = 8
+    per_row: int = 16
+    filters: int = 64
+    filter_size: int = 64
+    filter_layers: dict[str, str] = field(
+        default_factory=lambda: {"vgg16": "block3_conv1", "efficientnet_lite0": "block5_expand_conv"}
+    )
+    steps: int = 40
+    step_size: float = 1.0
+    alpha: float = 0.4
+
+    def filter_layer(self, backbone: str) -> str:
+        if backbone not in self.filter_layers:
+            raise ConfigError(f"params.yaml has no 'visualize.filter_layers.{backbone}': name the layer to show.")
+        return self.filter_layers[backbone]
+
+
+@dataclass(frozen=True)
 class Config:
     paths: Paths = field(default_factory=Paths)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -93,6 +117,7 @@ class Config:
     backbones: dict[str, BackboneConfig] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     heads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    visualize: VisualizeConfig = field(default_factory=VisualizeConfig)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def backbone(self, name: str) -> BackboneConfig:
@@ -146,6 +171,7 @@ def load_config(path: Path | str = DEFAULT_PARAMS) -> Config:
             backbones=backbones,
             train=_build(TrainConfig, raw.get("train"), "train"),
             heads=dict(raw.get("heads") or {}),
+            visualize=_build(VisualizeConfig, raw.get("visualize"), "visualize"),
             raw=raw,
         )
     except TypeError as err:

@@ -97,14 +97,17 @@ def _check(data: bytes, suffix: str, max_pixels: int) -> Checked:
         raise Rejected("empty", "the file has 0 bytes")
     image = _open(data)
     check_pixels(image.size, max_pixels)
-    orientation = exif_orientation(image)
-    if image.format == "JPEG" and image.mode in PLAIN_JPEG_MODES and orientation == 1 and suffix in JPEG_SUFFIXES:
+    if image.format == "PNG":
+        verify_checksums(data)
+    jpeg = image.format == "JPEG"
+    orientation = exif_orientation(image) if jpeg else 1  # a JPEG's EXIF is in its header: read before decoding
+    if jpeg and image.mode in PLAIN_JPEG_MODES and orientation == 1 and suffix in JPEG_SUFFIXES:
         # Scaled DCT decode: every byte of the entropy-coded data is still read, so truncation is still caught.
         image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
         _load(image)
         return Checked("copy", data=data, suffix=suffix, sha256=hashlib.sha256(data).hexdigest())
     reasons = []
-    if image.format != "JPEG":
+    if not jpeg:
         reasons.append(f"format {image.format}")
     elif suffix not in JPEG_SUFFIXES:
         reasons.append(f"extension {suffix or '(none)'}")
@@ -113,10 +116,10 @@ def _check(data: bytes, suffix: str, max_pixels: int) -> Checked:
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         reasons.append(f"first of {frames} frames")
-    if image.format == "PNG":
-        verify_checksums(data)
     _load(image)
     check_pixels(image.size, max_pixels)
+    if not jpeg:
+        orientation = exif_orientation(image)  # PNG and WebP may store EXIF after the pixels
     if orientation != 1:
         reasons.append(f"orientation {orientation}")
         image = ImageOps.exif_transpose(image)
@@ -158,7 +161,7 @@ def verify_checksums(data: bytes) -> None:
     try:
         Image.open(io.BytesIO(data), formats=["PNG"]).verify()
     except Exception as err:
-        raise Rejected("corrupt", f"{type(err).__name__}: {err}") from err
+        raise Rejected(_damage(err), f"{type(err).__name__}: {err}") from err
 
 
 def check_pixels(size: tuple[int, int], max_pixels: int) -> None:

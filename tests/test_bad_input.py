@@ -362,6 +362,27 @@ def test_truncated_images_are_rejected_even_where_pillow_was_told_to_load_them(m
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored afterwards
 
 
+@pytest.mark.parametrize(("fmt", "reason"), [("PNG", "truncated"), ("GIF", "truncated"), ("WEBP", "corrupt")])
+def test_truncated_images_of_other_formats_are_rejected(fmt: str, reason: str) -> None:
+    """(libwebp refuses a cut-off WebP container outright, without saying why: "corrupt".)"""
+    photo = Image.open(io.BytesIO(sample_images(1)["cat.0.jpg"]))
+    data = encode(photo.convert("P") if fmt == "GIF" else photo, fmt)
+    with pillow_limits(MAX_PIXELS):
+        checked = check_image(data[: len(data) // 2], ".jpg", MAX_PIXELS)
+    assert (checked.action, checked.reasons) == ("reject", (reason,)), checked.detail
+
+
+def test_exif_orientation_of_a_png_is_applied() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(halves((40, 20), (255, 0, 0), (0, 0, 255)), "PNG", exif=exif.tobytes())
+    with pillow_limits(MAX_PIXELS):
+        checked = check_image(data, ".png", MAX_PIXELS)
+    assert checked.reasons == ("format PNG", "orientation 6")
+    pixels = np.asarray(Image.open(io.BytesIO(checked.data)))
+    assert pixels.shape == (40, 20, 3) and tuple(pixels[0, 0]) == (255, 0, 0) and tuple(pixels[-1, 0]) == (0, 0, 255)
+
+
 def test_max_pixels_must_be_positive(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     with pytest.raises(SplitError, match="max_pixels"):
