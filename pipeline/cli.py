@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from pipeline.config import load_config
+from pipeline.methods.cli import method_app
 from pipeline.visualize.cli import visualize_app
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 store_app = typer.Typer(help="Inspect and check feature stores.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+app.add_typer(method_app, name="method")
 app.add_typer(visualize_app, name="visualize")
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
@@ -63,17 +65,35 @@ def weights(backbone: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
 
 
 @app.command()
-def featurize(backbone: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Run BACKBONE's conv base once over every split and write its HDF5 feature store."""
+def featurize(
+    backbone: str,
+    shard: Annotated[
+        str | None, typer.Option(help="Compute only shard i/n (e.g. 0/4); then `store merge` indexes the shards.")
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Run BACKBONE's conv base over the images it has no features for, and write its HDF5 feature store."""
+    from pipeline.featurize import Shard
     from pipeline.featurize import featurize as run
 
     config = load_config(params)
     report = run(
-        backbone, config.backbone(backbone), config.featurize, config.paths.manifest, config.paths.store(backbone)
+        backbone,
+        config.backbone(backbone),
+        config.featurize,
+        config.paths.manifest,
+        config.paths.store(backbone),
+        Shard.parse(shard) if shard else None,
     )
+    echo_featurize_report(backbone, report)
+
+
+def echo_featurize_report(backbone: str, report) -> None:
+    speed = f" ({report.images_per_second:.1f} img/s)" if report.computed else ""
     typer.echo(
-        f"featurized {report.images} images with {backbone} in {report.seconds:.1f} s "
-        f"({report.images_per_second:.1f} img/s), features {report.feature_shape} -> {report.path}"
+        f"{backbone}: computed {report.computed} of {report.images} images in {report.seconds:.1f} s{speed}, "
+        f"the rest from cached chunks; features {report.feature_shape}"
+        + (f" -> {report.path}" if report.indexed else f" (shard: run `store merge {backbone}` when all are done)")
     )
 
 
@@ -127,6 +147,41 @@ def predict(
     )
     for prediction in predictions:
         typer.echo(f"{prediction.image}\t{prediction.label}\t{prediction.probability:.4f}")
+
+
+@store_app.command("merge")
+def store_merge(backbone: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Index the chunks that `featurize --shard i/n` runs computed into BACKBONE's store."""
+    from pipeline.featurize import merge
+
+    config = load_config(params)
+    report = merge(
+        backbone, config.backbone(backbone), config.featurize, config.paths.manifest, config.paths.store(backbone)
+    )
+    echo_featurize_report(backbone, report)
+
+
+@store_app.command("verify")
+def store_verify(
+    store: Annotated[Path | None, typer.Argument(help="A store; default: every backbone's store in params.")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="Manifest to check ids against; default from params.")] = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Check schema, ids against the manifest, presence and finiteness of rows, and chunk checksums."""
+    from pipeline.verify import verify
+
+    config = load_config(params)
+    stores = [store] if store else [config.paths.store(b) for b in config.featurize.backbones]
+    manifest = manifest or config.paths.manifest
+    failed = False
+    for path in stores:
+        problems = verify(path, manifest if manifest.is_file() else None)
+        typer.echo(f"{path}: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
+        for problem in problems:
+            typer.echo(f"  - {problem}")
+        failed = failed or bool(problems)
+    if failed:
+        raise typer.Exit(1)
 
 
 @store_app.command("info")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ class FeaturizeConfig:
     batch_size: int = 32
     resize: str = "bilinear"
     storage_dtype: str = "float32"
+    chunk_rows: int = 512
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,107 @@ class BackboneConfig:
 class TrainConfig:
     heads: tuple[str, ...] = ("dense", "logreg")
     seed: int = 42
+
+
+@dataclass(frozen=True)
+class MethodsRun:
+    """What `dvc repro` runs of the seed's other methods: seeds (scratch, augment, mnist) or backbones."""
+
+    scratch: tuple[int, ...] = ()
+    augment: tuple[int, ...] = ()
+    end_to_end: tuple[str, ...] = ()
+    finetune: tuple[str, ...] = ()
+    augmented_features: tuple[str, ...] = ()
+    mnist: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class AugmentationConfig:
+    """The seed's ImageDataGenerator settings."""
+
+    rotation: float = 40.0  # degrees
+    width_shift: float = 0.2
+    height_shift: float = 0.2
+    shear: float = 0.2
+    zoom: float = 0.2
+    horizontal_flip: bool = True
+    fill_mode: str = "nearest"
+
+
+@dataclass(frozen=True)
+class ScratchConfig:
+    input_size: int = 150
+    epochs: int = 30
+    batch_size: int = 20
+    steps_per_epoch: int = 0  # 0: one pass over the training images
+    learning_rate: float = 1e-4
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class AugmentConfig(ScratchConfig):
+    epochs: int = 100
+    batch_size: int = 32
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class EndToEndConfig:
+    units: int = 256
+    epochs: int = 30
+    batch_size: int = 20
+    steps_per_epoch: int = 0
+    learning_rate: float = 2e-5
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    from_layer: str = "auto"  # auto: the backbone's finetune_from
+    epochs: int = 100
+    batch_size: int = 20
+    steps_per_epoch: int = 0
+    learning_rate: float = 1e-5
+
+
+@dataclass(frozen=True)
+class AugmentedFeaturesConfig:
+    passes: int = 2
+    batch_size: int = 32
+    heads: tuple[str, ...] = ("logreg", "dense")
+
+
+@dataclass(frozen=True)
+class MnistConfig:
+    source: str = "keras"  # keras | a folder of IDX files
+    holdout: int = 2000
+    train_limit: int = 0  # 0: every training digit
+    epochs: int = 5
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class MethodsConfig:
+    run: MethodsRun = field(default_factory=MethodsRun)
+    seed: int = 42
+    resize: str = "bilinear"
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    scratch: ScratchConfig = field(default_factory=ScratchConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    end_to_end: EndToEndConfig = field(default_factory=EndToEndConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    augmented_features: AugmentedFeaturesConfig = field(default_factory=AugmentedFeaturesConfig)
+    mnist: MnistConfig = field(default_factory=MnistConfig)
+
+
+def _build_methods(section: dict[str, Any] | None) -> MethodsConfig:
+    """The `methods` section: each sub-section built (and its unknown keys refused) like a top-level one."""
+    section = dict(section or {})
+    nested = {
+        f.name: _build(type(f.default_factory()), section.pop(f.name, None), f"methods.{f.name}")
+        for f in fields(MethodsConfig)
+        if f.default_factory is not MISSING
+    }
+    return replace(_build(MethodsConfig, section, "methods"), **nested)
 
 
 @dataclass(frozen=True)
@@ -118,6 +220,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     heads: dict[str, dict[str, Any]] = field(default_factory=dict)
     visualize: VisualizeConfig = field(default_factory=VisualizeConfig)
+    methods: MethodsConfig = field(default_factory=MethodsConfig)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def backbone(self, name: str) -> BackboneConfig:
@@ -172,6 +275,7 @@ def load_config(path: Path | str = DEFAULT_PARAMS) -> Config:
             train=_build(TrainConfig, raw.get("train"), "train"),
             heads=dict(raw.get("heads") or {}),
             visualize=_build(VisualizeConfig, raw.get("visualize"), "visualize"),
+            methods=_build_methods(raw.get("methods")),
             raw=raw,
         )
     except TypeError as err:

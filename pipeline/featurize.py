@@ -1,10 +1,19 @@
-"""Stage featurize: run a pretrained conv base once over every split, streaming features into HDF5."""
+"""Stage featurize: run a pretrained conv base once per image, caching rows by content, then index them.
+
+Rows are keyed by the image's sha256 (from the manifest) within a fingerprint of how features are made
+(backbone, weights hash, input size, resize, preprocessing, dtype). Only images that no chunk holds are
+run through the conv base: a rerun after a crash resumes from the last whole chunk, and adding images
+computes just the new ones. `--shard i/n` computes one slice of the missing rows and leaves indexing to
+`store merge`, so any scheduler can run the shards.
+"""
 
 from __future__ import annotations
 
 import json
 import platform
+import re
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,23 +24,45 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from pipeline.backbones import BackboneSpec, ResolvedWeights, get_backbone
+from pipeline.chunks import ChunkPool, fingerprint
 from pipeline.config import SPLITS, BackboneConfig, FeaturizeConfig
 from pipeline.split import ManifestRow, classes_of, read_manifest
-from pipeline.store import StoreWriter
+from pipeline.store import SplitIndex, StoreError, chunk_folder, write_index
 
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count`: a contiguous slice of the manifest's distinct images."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+        if not match or not 0 <= int(match[1]) < int(match[2]):
+            raise ValueError(f"A shard is 'i/n' with 0 <= i < n. Received: shard={text!r}")
+        return cls(int(match[1]), int(match[2]))
+
+    def select(self, keys: list[str]) -> list[str]:
+        start, stop = len(keys) * self.index // self.count, len(keys) * (self.index + 1) // self.count
+        return keys[start:stop]
 
 
 @dataclass(frozen=True)
 class FeaturizeReport:
     path: Path
     images: int
+    computed: int
     seconds: float
     feature_shape: tuple[int, ...]
+    indexed: bool
 
     @property
     def images_per_second(self) -> float:
-        return self.images / self.seconds if self.seconds else float("nan")
+        return self.computed / self.seconds if self.seconds and self.computed else float("nan")
 
 
 def library_versions() -> dict[str, str]:
@@ -62,24 +93,25 @@ def image_batches(paths: list[str], size: int, method: str, batch_size: int, pre
     return dataset.batch(batch_size).map(preprocess).prefetch(tf.data.AUTOTUNE)
 
 
-def store_attrs(
-    spec: BackboneSpec,
-    weights: ResolvedWeights,
-    input_size: int,
-    config: FeaturizeConfig,
-    classes: list[str],
-    feature_shape: tuple[int, ...],
-) -> dict:
+def feature_recipe(spec: BackboneSpec, weights: ResolvedWeights, input_size: int, config: FeaturizeConfig) -> dict:
+    """Everything besides the image that determines a feature row; its hash keys the chunk pool."""
     return {
-        "feature_shape": list(feature_shape),
         "backbone": spec.name,
-        "weights": weights.identifier,
-        "weights_sha256": weights.sha256,
+        "weights_sha256": weights.fingerprint_id,
         "input_size": input_size,
-        "preprocessing": spec.preprocessing,
         "resize": config.resize,
-        "default_pooling": spec.default_pooling,
+        "preprocessing": spec.preprocessing,
         "storage_dtype": config.storage_dtype,
+    }
+
+
+def store_attrs(recipe: dict, weights: ResolvedWeights, spec: BackboneSpec, classes: list[str], shape) -> dict:
+    return {
+        **recipe,
+        "weights": weights.identifier,
+        "fingerprint": fingerprint(recipe),
+        "default_pooling": spec.default_pooling,
+        "feature_shape": list(shape),
         "classes": classes,
         "versions": library_versions(),
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
@@ -101,42 +133,109 @@ def featurize(
     config: FeaturizeConfig,
     manifest: Path,
     out_path: Path,
+    shard: Shard | None = None,
 ) -> FeaturizeReport:
-    """Compute the features of every manifest row for one backbone and write them to `out_path`."""
+    """Compute the rows no chunk holds yet (of one shard, or all), then write the index unless sharded."""
     spec = get_backbone(backbone)
     weights = spec.resolve_weights(backbone_config.weights)
     rows = read_manifest(manifest)
     check_images_exist(rows, manifest)
-    classes = classes_of(rows)
-    model = spec.conv_base(backbone_config.input_size, weights)
-    infer = tf.function(lambda x: model(x, training=False))
-    feature_shape = tuple(int(d) for d in model.output.shape[1:])
-    writer = StoreWriter(
-        out_path, store_attrs(spec, weights, backbone_config.input_size, config, classes, feature_shape)
-    )
+    recipe = feature_recipe(spec, weights, backbone_config.input_size, config)
+    pool = ChunkPool(chunk_folder(out_path), fingerprint(recipe))
+    pool.remove_partials()
+    wanted = list(dict.fromkeys(row.sha256 for row in rows))
+    missing = pool.missing(shard.select(wanted) if shard else wanted)
     start = time.perf_counter()
-    try:
-        with tqdm(total=len(rows), desc=f"featurize {backbone}", unit="img", disable=None) as bar:
-            for split in SPLITS:
-                members = split_rows(rows, split)
-                target = writer.create_split(
-                    split,
-                    ids=[row.path for row in members],
-                    labels=[classes.index(row.cls) for row in members],
-                    feature_shape=feature_shape,
-                    dtype=config.storage_dtype,
-                )
-                paths = [str(manifest.parent / row.path) for row in members]
-                batches = image_batches(
-                    paths, backbone_config.input_size, config.resize, config.batch_size, spec.preprocess
-                )
-                write_features(batches, infer, target, bar)
-        seconds = time.perf_counter() - start
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    return FeaturizeReport(out_path, len(rows), seconds, feature_shape)
+    shape = pool.feature_shape
+    if missing:
+        paths = {row.sha256: str(manifest.parent / row.path) for row in reversed(rows)}
+        model = spec.conv_base(backbone_config.input_size, weights)
+        shape = tuple(int(d) for d in model.output.shape[1:])
+        batches = image_batches(
+            [paths[key] for key in missing],
+            backbone_config.input_size,
+            config.resize,
+            config.batch_size,
+            spec.preprocess,
+        )
+        with tqdm(total=len(missing), desc=f"featurize {backbone}", unit="img", disable=None) as bar:
+            for features, keys in group_rows(run_model(model, batches, bar), missing, config.chunk_rows):
+                pool.add(features, keys, config.storage_dtype)
+    seconds = time.perf_counter() - start
+    if shard is None:
+        if shape is None:
+            raise StoreError(f"No images to featurize: {manifest} lists none.")
+        classes = classes_of(rows)
+        write_index(
+            out_path,
+            store_attrs(recipe, weights, spec, classes, shape),
+            split_indexes(rows, classes),
+            pool,
+            shape,
+            config.storage_dtype,
+        )
+        for path in pool.unreferenced({pool.refs[key].chunk for key in wanted}):
+            path.unlink()
+    return FeaturizeReport(out_path, len(rows), len(missing), seconds, tuple(shape or ()), shard is None)
+
+
+def merge(
+    backbone: str, backbone_config: BackboneConfig, config: FeaturizeConfig, manifest: Path, out_path: Path
+) -> FeaturizeReport:
+    """Index the rows that shards computed; an error counts the images no shard has computed yet."""
+    spec = get_backbone(backbone)
+    weights = spec.resolve_weights(backbone_config.weights)
+    rows = read_manifest(manifest)
+    recipe = feature_recipe(spec, weights, backbone_config.input_size, config)
+    pool = ChunkPool(chunk_folder(out_path), fingerprint(recipe))
+    missing = pool.missing(row.sha256 for row in rows)
+    if missing:
+        raise StoreError(
+            f"Cannot merge {out_path}: {len(missing)} of {len(rows)} images have no features in "
+            f"{pool.folder} yet. Run the missing shards (`python -m pipeline featurize {backbone} --shard i/n`)."
+        )
+    return featurize(backbone, backbone_config, config, manifest, out_path)
+
+
+def run_model(model: keras.Model, batches: tf.data.Dataset, bar: tqdm) -> Iterator[np.ndarray]:
+    """The conv base's output for each batch, in order."""
+    infer: Callable = tf.function(lambda x: model(x, training=False))
+    for batch in batches:
+        features = infer(batch).numpy()
+        bar.update(len(features))
+        yield features
+
+
+def group_rows(
+    batches: Iterator[np.ndarray], keys: list[str], chunk_rows: int
+) -> Iterator[tuple[np.ndarray, list[str]]]:
+    """Regroup model batches into chunks of `chunk_rows` rows, each with its keys."""
+    pending: list[np.ndarray] = []
+    done = 0
+    for features in batches:
+        pending.append(features)
+        while sum(len(p) for p in pending) >= chunk_rows:
+            block = np.concatenate(pending)
+            yield block[:chunk_rows], keys[done : done + chunk_rows]
+            done += chunk_rows
+            pending = [block[chunk_rows:]]
+    block = np.concatenate(pending) if pending else np.empty((0,))
+    if len(block):
+        yield block, keys[done : done + len(block)]
+        done += len(block)
+    if done != len(keys):
+        raise RuntimeError(f"The conv base produced {done} rows for {len(keys)} images.")
+
+
+def split_indexes(rows: list[ManifestRow], classes: list[str]) -> dict[str, SplitIndex]:
+    return {
+        split: SplitIndex(
+            ids=[row.path for row in rows if row.split == split],
+            labels=[classes.index(row.cls) for row in rows if row.split == split],
+            keys=[row.sha256 for row in rows if row.split == split],
+        )
+        for split in SPLITS
+    }
 
 
 def check_images_exist(rows: list[ManifestRow], manifest: Path) -> None:
@@ -145,19 +244,3 @@ def check_images_exist(rows: list[ManifestRow], manifest: Path) -> None:
         raise FileNotFoundError(
             f"{len(missing)} image(s) listed in {manifest} are missing, e.g. {missing[:3]}. Re-run the split stage."
         )
-
-
-def write_features(batches: tf.data.Dataset, infer, target: h5py.Dataset, bar: tqdm) -> None:
-    """Run the model batch by batch and write each batch's rows into `target` in order."""
-    row = 0
-    for batch in batches:
-        features = infer(batch).numpy()
-        target[row : row + len(features)] = features.astype(target.dtype, copy=False)
-        row += len(features)
-        bar.update(len(features))
-    if row != target.shape[0]:
-        raise RuntimeError(f"Wrote {row} rows but the split has {target.shape[0]} images.")
-
-
-def split_rows(rows: list[ManifestRow], split: str) -> list[ManifestRow]:
-    return [row for row in rows if row.split == split]

@@ -1,8 +1,11 @@
-"""The HDF5 feature store: per split `features` (N, h, w, c), `labels` (N,), `ids` (N,) aligned row by row.
+"""The feature store's index: `features/<backbone>.h5`, one group per split.
 
-Root attributes say how the features were made (backbone, weights and their sha256, input size,
-preprocessing, library versions, classes). A store is written under a temporary name and renamed into
-place only when complete, so a reader never sees a half-written store.
+Each split holds `features` (N, h, w, c) — an HDF5 virtual dataset over the chunk files in
+`features/<backbone>.chunks/` (see pipeline.chunks) — with `labels` (N,), `ids` (N,) (the manifest
+paths) and `keys` (N,) (the images' sha256) aligned row by row; `chunk` and `row` say where each row
+lives. Root attributes say how the features were made (backbone, weights and their sha256, input
+size, preprocessing, library versions, classes, fingerprint). The index is written under a temporary
+name and renamed when complete, so a reader always opens a complete version.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-FORMAT_VERSION = 1
-STRING = h5py.string_dtype("utf-8")
+from pipeline.chunks import STRING, ChunkPool, RowRef
+
+FORMAT_VERSION = 2
 
 
 class StoreError(ValueError):
@@ -31,43 +35,80 @@ class SplitData:
     ids: list[str]
 
 
+@dataclass(frozen=True)
+class SplitIndex:
+    """What one split of the index lists, in manifest order."""
+
+    ids: list[str]
+    labels: list[int]
+    keys: list[str]
+
+
 def partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
-class StoreWriter:
-    """Write a store split by split; `commit()` atomically renames the finished file into place."""
+def chunk_folder(store_path: Path) -> Path:
+    """features/vgg16.h5 -> features/vgg16.chunks"""
+    return store_path.with_name(store_path.stem + ".chunks")
 
-    def __init__(self, path: Path, attrs: dict[str, Any]) -> None:
-        self.path = path
-        self.tmp = partial_path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = h5py.File(self.tmp, "w")
-        for key, value in attrs.items():
-            self.file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
-        self.file.attrs["format_version"] = FORMAT_VERSION
 
-    def create_split(
-        self, split: str, ids: list[str], labels: list[int], feature_shape: tuple[int, ...], dtype: str
-    ) -> h5py.Dataset:
-        """Create the split's group with ids and labels; returns the (empty) features dataset to fill."""
-        group = self.file.create_group(split)
-        group.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STRING)
-        group.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
-        chunk_rows = max(1, min(len(ids), 64))
-        return group.create_dataset(
-            "features", shape=(len(ids), *feature_shape), dtype=dtype, chunks=(chunk_rows, *feature_shape)
+def contiguous_runs(refs: list[RowRef]) -> list[tuple[int, int, RowRef]]:
+    """(start, stop, first ref) for each run of rows that are consecutive rows of one chunk."""
+    runs: list[tuple[int, int, RowRef]] = []
+    for i, ref in enumerate(refs):
+        if runs:
+            start, stop, first = runs[-1]
+            if ref.chunk == first.chunk and ref.row == first.row + (stop - start):
+                runs[-1] = (start, stop + 1, first)
+                continue
+        runs.append((i, i + 1, ref))
+    return runs
+
+
+def write_split_index(
+    handle: h5py.File, name: str, index: SplitIndex, pool: ChunkPool, feature_shape: tuple[int, ...], dtype: str
+) -> None:
+    group = handle.create_group(name)
+    group.create_dataset("ids", data=np.array(index.ids, dtype=object), dtype=STRING)
+    group.create_dataset("labels", data=np.asarray(index.labels, dtype=np.int64))
+    group.create_dataset("keys", data=np.array(index.keys, dtype=object), dtype=STRING)
+    refs = [pool.refs[key] for key in index.keys]
+    group.create_dataset("chunk", data=np.array([r.chunk for r in refs], dtype=object), dtype=STRING)
+    group.create_dataset("row", data=np.array([r.row for r in refs], dtype=np.int64))
+    if not refs:
+        group.create_dataset("features", shape=(0, *feature_shape), dtype=dtype)
+        return
+    layout = h5py.VirtualLayout(shape=(len(refs), *feature_shape), dtype=dtype)
+    for start, stop, first in contiguous_runs(refs):
+        source = h5py.VirtualSource(
+            f"{pool.folder.name}/{first.chunk}", "features", shape=(pool.rows_per_chunk[first.chunk], *feature_shape)
         )
+        layout[start:stop] = source[first.row : first.row + stop - start]
+    group.create_virtual_dataset("features", layout, fillvalue=np.nan)
 
-    def commit(self) -> None:
-        self.file.flush()
-        self.file.close()
-        os.replace(self.tmp, self.path)
 
-    def abort(self) -> None:
-        if self.file.id.valid:
-            self.file.close()
-        self.tmp.unlink(missing_ok=True)
+def write_index(
+    path: Path,
+    attrs: dict[str, Any],
+    splits: dict[str, SplitIndex],
+    pool: ChunkPool,
+    feature_shape: tuple[int, ...],
+    dtype: str,
+) -> None:
+    """Write the index under a temporary name, then rename it over the previous version."""
+    tmp = partial_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with h5py.File(tmp, "w") as handle:
+            for key, value in {**attrs, "format_version": FORMAT_VERSION}.items():
+                handle.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+            for name, index in splits.items():
+                write_split_index(handle, name, index, pool, feature_shape, dtype)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class FeatureStore:
@@ -89,10 +130,23 @@ class FeatureStore:
     def feature_shape(self) -> tuple[int, ...]:
         return tuple(self.attrs["feature_shape"])
 
+    def missing_chunks(self) -> list[str]:
+        """Chunk files the index points to that are not on disk (e.g. not pulled yet)."""
+        folder = chunk_folder(self.path)
+        with h5py.File(self.path, "r") as handle:
+            names = {c.decode() if isinstance(c, bytes) else c for s in self.splits for c in handle[s]["chunk"][...]}
+        return sorted(name for name in names if not (folder / name).is_file())
+
     def split(self, name: str) -> SplitData:
         """Load one split fully into memory (features as float32)."""
         if name not in self.splits:
             raise StoreError(f"{self.path} has no split {name!r}; it has {self.splits}.")
+        missing = self.missing_chunks()
+        if missing:
+            raise StoreError(
+                f"{self.path} points to {len(missing)} chunk file(s) missing from {chunk_folder(self.path)}, "
+                f"e.g. {missing[0]}. Run `dvc pull` (or `dvc repro` to recompute them)."
+            )
         with h5py.File(self.path, "r") as handle:
             group = handle[name]
             return SplitData(
@@ -118,7 +172,10 @@ def _decode_attr(value: Any) -> Any:
 def describe(path: Path) -> str:
     """A human-readable account of what made a store and what it holds."""
     store = FeatureStore(path)
-    lines = [f"store: {path} ({path.stat().st_size / 1e6:.1f} MB)"]
+    folder = chunk_folder(path)
+    chunk_files = sorted(folder.glob("chunk-*.h5")) if folder.is_dir() else []
+    size = path.stat().st_size + sum(p.stat().st_size for p in chunk_files)
+    lines = [f"store: {path} (+ {len(chunk_files)} chunk files in {folder}, {size / 1e6:.1f} MB in all)"]
     for key in (
         "backbone",
         "weights",
@@ -129,13 +186,24 @@ def describe(path: Path) -> str:
         "storage_dtype",
         "feature_shape",
         "classes",
+        "fingerprint",
         "device",
         "versions",
     ):
         if key in store.attrs:
             lines.append(f"  {key}: {store.attrs[key]}")
+    referenced = 0
     with h5py.File(path, "r") as handle:
         for split in store.splits:
             features = handle[split]["features"]
+            referenced += features.shape[0]
             lines.append(f"  {split}: {features.shape[0]} rows, features {features.shape[1:]} {features.dtype}")
+    pooled = 0
+    for chunk in chunk_files:
+        with h5py.File(chunk, "r") as handle:
+            pooled += handle["keys"].shape[0]
+    lines.append(f"  chunk rows: {pooled} ({max(pooled - referenced, 0)} not used by any split)")
+    missing = store.missing_chunks()
+    if missing:
+        lines.append(f"  MISSING: {len(missing)} chunk file(s) (run `dvc pull`)")
     return "\n".join(lines)

@@ -29,6 +29,11 @@ class ResolvedWeights:
     def is_random(self) -> bool:
         return self.path is None
 
+    @property
+    def fingerprint_id(self) -> str:
+        """What identifies these weights in a feature recipe: the file's sha256, or the random-init seed."""
+        return self.sha256 or f"random-init-seed-{RANDOM_INIT_SEED}"
+
 
 @dataclass(frozen=True)
 class BackboneSpec:

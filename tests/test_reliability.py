@@ -1,0 +1,122 @@
+"""Crash safety of featurize (SIGKILL) and team sharing through a real DVC remote."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+import yaml
+from conftest import TINY_PARAMS, make_project, run, sample_images, tool_env, write_zip
+
+from pipeline.config import SplitConfig
+from pipeline.split import split
+from pipeline.store import chunk_folder
+from pipeline.verify import verify
+
+pytestmark = pytest.mark.slow
+
+
+def computed(output: str) -> int:
+    return int(re.search(r"computed (\d+) of", output)[1])
+
+
+def kill_after_chunks(root: Path, store: Path, chunks: int) -> None:
+    """Start featurize and SIGKILL it once `chunks` chunk files are complete."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "featurize", "vgg16"],
+        cwd=root,
+        env=tool_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while len(list(chunk_folder(store).glob("chunk-*.h5"))) < chunks:
+        assert process.poll() is None, "featurize ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    images = tmp_path / "data" / "images"
+    images.mkdir(parents=True)
+    for name, data in sample_images(60).items():
+        (images / name).write_bytes(data)
+    split(images, tmp_path / "data" / "split", SplitConfig(30, 15, 15))
+    params = {
+        "featurize": {"backbones": ["vgg16"], "batch_size": 8, "chunk_rows": 8},
+        "backbones": {"vgg16": {"weights": "none", "input_size": 64}},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return tmp_path
+
+
+def test_sigkill_leaves_no_store_and_the_rerun_resumes(project: Path) -> None:
+    store = project / "features" / "vgg16.h5"
+    kill_after_chunks(project, store, 3)
+    assert not store.exists()
+    done = sum(h5py.File(p, "r")["keys"].shape[0] for p in chunk_folder(store).glob("chunk-*.h5"))
+    assert done >= 24
+    result = run([sys.executable, "-m", "pipeline", "featurize", "vgg16"], project)
+    assert computed(result.stdout) == 120 - done
+    assert verify(store, project / "data" / "split" / "manifest.csv") == []
+
+
+def test_sigkill_during_an_update_keeps_the_previous_store(project: Path) -> None:
+    store = project / "features" / "vgg16.h5"
+    manifest = project / "data" / "split" / "manifest.csv"
+    run([sys.executable, "-m", "pipeline", "featurize", "vgg16"], project)
+    old_manifest, old_index = manifest.read_bytes(), store.read_bytes()
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["backbones"]["vgg16"]["input_size"] = 48  # a new recipe: every row is recomputed
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    kill_after_chunks(project, store, len(list(chunk_folder(store).glob("chunk-*.h5"))) + 2)
+    assert store.read_bytes() == old_index
+    assert manifest.read_bytes() == old_manifest
+    assert verify(store, manifest) == []
+
+
+def du(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_team_shares_features_through_a_dvc_remote(tmp_path: Path, sample_zip_40) -> None:
+    a = make_project(tmp_path / "a", sample_zip_40, TINY_PARAMS)
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "team", str(remote)], a)
+    run(["dvc", "repro"], a)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], a)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "features"], a)
+    run(["dvc", "push"], a)
+
+    b = tmp_path / "b"
+    run(["git", "clone", "-q", str(a), str(b)], tmp_path)
+    run(["dvc", "pull"], b)
+    assert run(["dvc", "status"], b).stdout.strip() == "Data and pipelines are up to date."
+    assert "Running stage" not in run(["dvc", "repro"], b).stdout
+    for path in [Path("features/vgg16.h5"), *sorted(p.relative_to(a) for p in (a / "features/vgg16.chunks").iterdir())]:
+        assert (b / path).read_bytes() == (a / path).read_bytes(), path
+
+    # Adding 10 images uploads about 10 rows' worth of chunks, not the whole store.
+    write_zip(sample_zip_40, sample_images(45))
+    params = yaml.safe_load((a / "params.yaml").read_text())
+    params["split"].update(train=25)
+    (a / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run(["dvc", "repro"], a)
+    assert "computed 10 of 90 images" in result.stdout
+    start = time.perf_counter()
+    run(["dvc", "status"], a)
+    status_seconds = time.perf_counter() - start
+    before = du(remote)
+    run(["dvc", "push", "featurize@vgg16"], a)  # the feature store alone
+    pushed = du(remote) - before
+    store_bytes = du(a / "features")
+    print(f"\n[team] dvc status {status_seconds:.2f} s; push after +10 images: {pushed} bytes of {store_bytes}")
+    assert pushed < store_bytes * 0.5
