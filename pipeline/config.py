@@ -196,7 +196,7 @@ class VisualizeConfig:
     ids: tuple[str, ...] = ()
     layers: int = 8
     per_row: int = 16
-    filters: int = 64
+    filters: int = 32
     filter_size: int = 64
     filter_layers: dict[str, str] = field(
         default_factory=lambda: {"vgg16": "block3_conv1", "efficientnet_lite0": "block5_expand_conv"}
