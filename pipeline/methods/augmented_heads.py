@@ -1,0 +1,81 @@
+"""Heads on augmented features: train each head of `methods.augmented_features.heads` (pipeline.heads, with its
+`heads.<name>` params and `train.seed`) on plain + augmented training features, and the same head on plain
+features alone, and score both on the plain test features: the metrics say whether augmentation helped."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from dvclive import Live
+
+from pipeline.config import Config
+from pipeline.evaluate import score
+from pipeline.heads import TrainingData, get_head
+from pipeline.methods.augmented_features import AugmentedRows, augmented_path, read_augmented
+from pipeline.methods.common import method_dirs
+from pipeline.store import FeatureStore, StoreError
+from pipeline.train import head_file
+
+VARIANTS = ("augmented", "plain")
+
+
+@dataclass(frozen=True)
+class HeadComparison:
+    head: str
+    augmented: float  # test accuracy trained on plain + augmented features
+    plain: float  # test accuracy trained on plain features only
+    train_rows: int
+
+
+def check_compatible(store: FeatureStore, rows: AugmentedRows, train_ids: list[str], path: Path) -> None:
+    """The augmented rows must come from the same base, input and classes as the plain store's train split."""
+    for key in ("backbone", "weights_sha256", "input_size", "resize"):
+        if str(rows.attrs.get(key)) != str(store.attrs.get(key)):
+            raise StoreError(
+                f"{path} has {key}={rows.attrs.get(key)!r}, {store.path} {store.attrs.get(key)!r}: "
+                "re-run the augmented_features stage."
+            )
+    if list(rows.attrs.get("classes", [])) != store.classes or rows.features.shape[1:] != store.feature_shape:
+        raise StoreError(f"{path} does not match {store.path} (classes or feature shape).")
+    unknown = sorted(set(rows.ids) - set(train_ids))
+    if unknown:
+        raise StoreError(f"{path} holds rows of images outside {store.path}'s train split, e.g. {unknown[:3]}.")
+
+
+def train_heads(config: Config, backbone: str) -> list[HeadComparison]:
+    store = FeatureStore(config.paths.store(backbone))
+    path = augmented_path(config.paths.features, backbone)
+    rows = read_augmented(path)
+    train, validation, test = store.split("train"), store.split("validation"), store.split("test")
+    check_compatible(store, rows, train.ids, path)
+    x_both = np.concatenate([train.features, rows.features])
+    y_both = np.concatenate([train.labels, rows.labels])
+    dirs = method_dirs(config.paths, "augmented_features", backbone)
+    for folder in (dirs.model, dirs.curves):
+        shutil.rmtree(folder, ignore_errors=True)
+    summary: dict[str, float | int] = {"passes": int(rows.attrs["passes"]), "train_rows": len(y_both)}
+    comparisons = []
+    for head in config.methods.augmented_features.heads:
+        builder, params = get_head(head), config.head(head)
+        accuracy = {}
+        for variant, x, y in (("augmented", x_both, y_both), ("plain", train.features, train.labels)):
+            data = TrainingData(
+                x, y, validation.features, validation.labels, store.classes, store.attrs["default_pooling"]
+            )
+            with Live(str(dirs.curves / head / variant), dvcyaml=False, save_dvc_exp=False) as live:
+                model = builder.fit(data, params, config.train.seed, live)
+            result = score(model.predict_proba(test.features), test.labels, len(store.classes))
+            (dirs.model / head / variant).mkdir(parents=True)
+            model.save(head_file(dirs.model / head / variant, builder))
+            summary[f"{head}/{variant}/test/accuracy"] = round(result.accuracy, 4)
+            summary[f"{head}/{variant}/test/loss"] = round(result.loss, 4)
+            accuracy[variant] = result.accuracy
+        summary[f"{head}/gain"] = round(accuracy["augmented"] - accuracy["plain"], 4)
+        comparisons.append(HeadComparison(head, accuracy["augmented"], accuracy["plain"], len(y_both)))
+    shutil.rmtree(dirs.metrics, ignore_errors=True)
+    with Live(str(dirs.metrics), dvcyaml=False, save_dvc_exp=False) as live:
+        live.summary.update(summary | {"test/images": len(test.labels)})
+    return comparisons

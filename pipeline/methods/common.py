@@ -1,0 +1,301 @@
+"""What the methods share: images from the split folders as tf.data (optionally augmented like the seed's
+ImageDataGenerator), training with dvclive curves, test scoring, and models saved as `.keras` + a JSON sidecar."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from dvclive import Live
+
+from pipeline.config import SPLITS, AugmentationConfig, Paths
+from pipeline.evaluate import Evaluation, score
+from pipeline.heads.dense import LiveCurves, to_two_columns
+from pipeline.split import SplitError, classes_of, read_manifest
+
+RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
+MODEL_FILE = "model.keras"
+INFO_FILE = "model.json"
+RESCALE = "rescale"  # the scratch convnets' preprocessing: pixels / 255
+
+
+@dataclass(frozen=True)
+class MethodDirs:
+    model: Path
+    curves: Path
+    metrics: Path
+
+
+def method_dirs(paths: Paths, method: str, run: str | int) -> MethodDirs:
+    """models/methods/<method>/<run>/, dvclive/methods/<method>/<run>/, metrics/methods/<method>/<run>/."""
+    return MethodDirs(*(root / "methods" / method / str(run) for root in (paths.models, paths.curves, paths.metrics)))
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    paths: list[str]  # the image files
+    labels: np.ndarray
+    classes: list[str]
+    ids: list[str]  # the manifest paths, as the feature store's ids
+
+
+def read_split(split_dir: Path, split: str) -> ImageSplit:
+    """One split's image files and labels from the split stage's manifest (labels: index in sorted classes)."""
+    manifest = split_dir / "manifest.csv"
+    rows = read_manifest(manifest)
+    classes = classes_of(rows)
+    members = [row for row in rows if row.split == split]
+    if not members:
+        raise SplitError(f"{manifest} lists no '{split}' images. Re-run the split stage (`dvc repro split`).")
+    missing = [row.path for row in members if not (split_dir / row.path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image(s) in {manifest} are missing, e.g. {missing[:3]}. Re-run split.")
+    labels = np.array([classes.index(row.cls) for row in members], dtype=np.int64)
+    ids = [row.path for row in members]
+    return ImageSplit([str(split_dir / path) for path in ids], labels, classes, ids)
+
+
+def check_positive(where: str, **values: Any) -> None:
+    """Refuse non-positive or non-integer counts with the params key in the message."""
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"params '{where}.{key}' must be a positive integer. Received: {key}={value!r}")
+
+
+def load_image(path: tf.Tensor, size: int, resize: str) -> tf.Tensor:
+    """File path -> float32 RGB (size, size, 3) in [0, 255]."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.image.resize(image, (size, size), method=resize)
+    return tf.ensure_shape(tf.cast(image, tf.float32), (size, size, 3))
+
+
+def seed_shear(images: tf.Tensor, max_angle: float) -> tf.Tensor:
+    """The seed's shear (Keras 2.0 ImageDataGenerator): per image an angle in [-max, max] radians, about the center,
+    input (col, row) = (cx + cos(a) (x - cx), y - sin(a) (x - cx)); edges filled with the nearest pixel."""
+    count, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    angle = tf.random.uniform((count,), -max_angle, max_angle)
+    cx = tf.cast(width - 1, tf.float32) / 2.0
+    cos, sin, zero = tf.cos(angle), tf.sin(angle), tf.zeros_like(angle)
+    one = tf.ones_like(angle)
+    transforms = tf.stack([cos, zero, cx - cos * cx, -sin, one, sin * cx, zero, zero], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.stack([height, width]),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="NEAREST",
+    )
+
+
+def augmenter(config: AugmentationConfig, seed: int):
+    """Batch -> augmented batch, as the seed's ImageDataGenerator (rotation in degrees, shifts and zoom as
+    fractions, shear in radians as Keras 2.0 read it), with Keras 3 preprocessing layers in tf.data."""
+    fill = config.fill_mode
+    layers: list[keras.Layer] = []
+    if config.rotation:
+        layers.append(keras.layers.RandomRotation(config.rotation / 360.0, fill_mode=fill, seed=seed))
+    if config.width_shift or config.height_shift:
+        layers.append(
+            keras.layers.RandomTranslation(config.height_shift, config.width_shift, fill_mode=fill, seed=seed + 1)
+        )
+    if config.zoom:
+        zoom = (-config.zoom, config.zoom)  # height and width independently, like zoom_range
+        layers.append(keras.layers.RandomZoom(zoom, zoom, fill_mode=fill, seed=seed + 2))
+    if config.horizontal_flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 3))
+    if config.shear and fill != "nearest":
+        raise ValueError(f"The shear fills with the nearest pixel only. Received: fill_mode={fill!r}")
+
+    def augment(images: tf.Tensor) -> tf.Tensor:
+        for layer in layers:
+            images = layer(images, training=True)
+        return seed_shear(images, config.shear) if config.shear else images
+
+    return augment
+
+
+def image_dataset(
+    split: ImageSplit,
+    size: int,
+    resize: str,
+    batch_size: int,
+    preprocess,
+    augment=None,
+    shuffle_seed: int | None = None,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """(images, labels) batches streamed from disk; augmentation (on [0, 255] pixels) before preprocessing."""
+    if resize not in RESIZE_METHODS:
+        raise ValueError(f"params 'methods.resize' must be one of {RESIZE_METHODS}. Received: resize={resize!r}")
+    dataset = tf.data.Dataset.from_tensor_slices((tf.constant(split.paths), split.labels))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(split.paths), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.map(lambda p, y: (load_image(p, size, resize), y), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size)
+    if augment is not None:
+        dataset = dataset.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def preprocessor(name: str):
+    """'rescale' (pixels / 255) or a backbone's own preprocessing, by the name saved beside the model."""
+    if name == RESCALE:
+        return lambda x: x / 255.0
+    from pipeline.backbones import get_backbone
+
+    return get_backbone(name).preprocess
+
+
+def classifier(n_classes: int, name: str = "predictions") -> keras.layers.Dense:
+    """The seed's output: one sigmoid unit for two classes, else a softmax over the classes."""
+    if n_classes == 2:
+        return keras.layers.Dense(1, activation="sigmoid", name=name)
+    return keras.layers.Dense(n_classes, activation="softmax", name=name)
+
+
+def compile_model(model: keras.Model, learning_rate: float, n_classes: int) -> None:
+    loss = "binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate), loss=loss, metrics=["accuracy"])
+
+
+def fit(model: keras.Model, train, validation, epochs: int, steps_per_epoch: int, curves_dir: Path) -> float:
+    """Train with the seed's curves logged to dvclive (one step per epoch); returns the seconds it took."""
+    shutil.rmtree(curves_dir, ignore_errors=True)
+    start = time.perf_counter()
+    with Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        model.fit(
+            train,
+            validation_data=validation,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch or None,
+            callbacks=[LiveCurves(live)],
+            verbose=2,
+        )
+        seconds = time.perf_counter() - start
+        live.summary["train_seconds"] = round(seconds, 3)
+    return seconds
+
+
+def steps(count: int, batch_size: int) -> int:
+    return math.ceil(count / batch_size)
+
+
+def write_metrics(
+    result: Evaluation, labels: np.ndarray, classes: list[str], out_dir: Path, extra: dict[str, Any]
+) -> None:
+    """metrics.json (test accuracy, loss, image count, and `extra`) and the confusion matrix, like evaluate."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    with Live(str(out_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        live.summary.update(
+            {
+                "test/accuracy": round(result.accuracy, 4),
+                "test/loss": round(result.loss, 4),
+                "test/images": result.count,
+            }
+        )
+        live.summary.update(extra)
+        names = np.array(classes)
+        live.log_sklearn_plot(
+            "confusion_matrix", names[labels].tolist(), names[result.predicted].tolist(), name="confusion_matrix.json"
+        )
+
+
+def evaluate_model(model: keras.Model, test, labels: np.ndarray, classes: list[str]) -> Evaluation:
+    """Score a model's predictions over a (non-shuffled) test dataset."""
+    return score(to_two_columns(model.predict(test, verbose=0)), labels, len(classes))
+
+
+def save_model(model: keras.Model, out_dir: Path, info: dict[str, Any]) -> None:
+    """out_dir/model.keras and out_dir/model.json (classes, input size, preprocessing): no pickles."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    model.save(out_dir / MODEL_FILE)
+    (out_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def load_model(model_dir: Path, stage_hint: str) -> tuple[keras.Model, dict[str, Any]]:
+    """A saved method model and its sidecar, loaded in safe mode (no custom objects, no lambdas)."""
+    path, info_path = model_dir / MODEL_FILE, model_dir / INFO_FILE
+    if not path.is_file() or not info_path.is_file():
+        raise FileNotFoundError(f"No trained model in {model_dir} ({MODEL_FILE} + {INFO_FILE}). Run {stage_hint}.")
+    try:
+        info = json.loads(info_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{info_path} is not valid JSON: {err}") from err
+    return keras.saving.load_model(path, safe_mode=True), info
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    size: int
+    resize: str
+    preprocess: str  # RESCALE or a backbone name
+
+
+@dataclass(frozen=True)
+class MethodReport:
+    method: str
+    run: str
+    accuracy: float
+    loss: float
+    seconds: float
+    parameters: int
+    trainable: int
+
+
+def read_splits(split_dir: Path) -> dict[str, ImageSplit]:
+    return {name: read_split(split_dir, name) for name in SPLITS}
+
+
+def trainable_count(model: keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def run_image_method(
+    model: keras.Model,
+    method: str,
+    run: str | int,
+    paths: Paths,
+    splits: dict[str, ImageSplit],
+    image_input: ImageInput,
+    training: Any,
+    seed: int,
+    augment=None,
+    info: dict[str, Any] | None = None,
+) -> MethodReport:
+    """Train a compiled model on the train images (validation for the curves), score it on the test images,
+    write metrics and curves, save it. `training` has epochs, batch_size and steps_per_epoch (0: one pass)."""
+    where = f"methods.{method}"
+    check_positive(where, epochs=training.epochs, batch_size=training.batch_size)
+    if training.steps_per_epoch:
+        check_positive(where, steps_per_epoch=training.steps_per_epoch)
+    prep = preprocessor(image_input.preprocess)
+
+    def dataset(split: ImageSplit, **kwargs: Any) -> tf.data.Dataset:
+        return image_dataset(split, image_input.size, image_input.resize, training.batch_size, prep, **kwargs)
+
+    train = dataset(splits["train"], augment=augment, shuffle_seed=seed, repeat=bool(training.steps_per_epoch))
+    dirs = method_dirs(paths, method, run)
+    seconds = fit(model, train, dataset(splits["validation"]), training.epochs, training.steps_per_epoch, dirs.curves)
+    test = splits["test"]
+    result = evaluate_model(model, dataset(test), test.labels, test.classes)
+    report = MethodReport(
+        method, str(run), result.accuracy, result.loss, seconds, model.count_params(), trainable_count(model)
+    )
+    extra = {"train_seconds": round(seconds, 1), "epochs": training.epochs, "parameters": report.parameters}
+    write_metrics(result, test.labels, test.classes, dirs.metrics, {**extra, "trainable_parameters": report.trainable})
+    sidecar = {"method": method, "classes": test.classes, "input_size": image_input.size, "seed": seed}
+    sidecar.update(resize=image_input.resize, preprocess=image_input.preprocess, **(info or {}))
+    save_model(model, dirs.model, sidecar)
+    return report

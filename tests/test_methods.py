@@ -1,0 +1,236 @@
+"""The seed's other methods: exact models, augmentation, each method end to end on a tiny split, and the real
+`dvc repro` running them only when params ask."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+from conftest import TINY_PARAMS, make_project, run, sample_images
+
+from pipeline.backbones import get_backbone
+from pipeline.config import (
+    AugmentationConfig,
+    BackboneConfig,
+    Config,
+    FeaturizeConfig,
+    MethodsConfig,
+    Paths,
+    SplitConfig,
+    TrainConfig,
+)
+from pipeline.methods import augment, augmented_heads, end_to_end, finetune, scratch
+from pipeline.methods.augmented_features import augmented_path, read_augmented, write_augmented_features
+from pipeline.methods.common import augmenter, load_model, method_dirs, read_split, seed_shear
+from pipeline.methods.end_to_end import build_end_to_end
+from pipeline.methods.finetune import unfreeze_from
+from pipeline.methods.scratch import build_scratch_model
+from pipeline.split import split
+from pipeline.store import StoreError
+
+SEED_LAYER_PARAMS = [896, 18_496, 73_856, 147_584, 3_211_776, 513]
+
+
+def trainable(model: keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def test_scratch_model_is_the_seeds() -> None:
+    model = build_scratch_model(150, 2)
+    assert model.count_params() == 3_453_121
+    assert [layer.count_params() for layer in model.layers if layer.count_params()] == SEED_LAYER_PARAMS
+    assert model.output_shape == (None, 1) and model.layers[-1].activation.__name__ == "sigmoid"
+    with_dropout = build_scratch_model(150, 2, dropout=0.5)
+    assert with_dropout.count_params() == 3_453_121
+    assert [type(layer).__name__ for layer in with_dropout.layers[-4:]] == ["Flatten", "Dropout", "Dense", "Dense"]
+    assert build_scratch_model(150, 3).count_params() == 3_453_121 - 513 + 3 * 513
+    with pytest.raises(ValueError, match="46 px or more"):
+        build_scratch_model(45)
+
+
+def test_end_to_end_model_and_finetune_unfreezing_vgg16() -> None:
+    spec = get_backbone("vgg16")
+    model = build_end_to_end(spec.conv_base(150, spec.resolve_weights("none")), 2, 256)
+    assert (model.count_params(), trainable(model)) == (16_812_353, 2_097_665)
+    unfreeze_from(model, spec.finetune_from)
+    assert trainable(model) == 2_097_665 + 3 * 2_359_808  # block5_conv1..3
+    with pytest.raises(ValueError, match="no layer 'block9_conv1'"):
+        unfreeze_from(model, "block9_conv1")
+
+
+def test_saved_end_to_end_model_keeps_its_base_in_inference_mode(tmp_path: Path) -> None:
+    """EfficientNet's batch norm and dropout must not train, even after loading and unfreezing."""
+    spec = get_backbone("efficientnet_lite0")
+    model = build_end_to_end(spec.conv_base(64, spec.resolve_weights("none")), 3, 8)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    unfreeze_from(loaded, spec.finetune_from)
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(images, training=True), loaded(images, training=False), atol=1e-6)
+    np.testing.assert_allclose(loaded(images), model(images), atol=1e-6)
+
+
+def test_augmenter_keeps_shape_and_range_and_varies() -> None:
+    images = tf.constant(np.random.default_rng(1).uniform(0, 255, (4, 40, 40, 3)).astype("float32"))
+    augment = augmenter(AugmentationConfig(), seed=3)
+    first, second = augment(images).numpy(), augment(images).numpy()
+    assert first.shape == images.shape and first.min() >= 0 and first.max() <= 255
+    assert not np.allclose(first, images) and not np.allclose(first, second)
+    flip_only = augmenter(AugmentationConfig(0, 0, 0, 0, 0, True), seed=3)(images).numpy()
+    for out, image in zip(flip_only, images.numpy(), strict=True):
+        assert np.allclose(out, image) or np.allclose(out, image[:, ::-1])
+    with pytest.raises(ValueError, match="fill_mode='reflect'"):
+        augmenter(AugmentationConfig(fill_mode="reflect"), seed=3)
+
+
+def test_seed_shear_is_about_the_center() -> None:
+    """The middle column stays put; the others slide vertically by sin(angle) * distance to the center."""
+    image = np.tile(np.arange(21, dtype="float32")[:, None, None], (1, 21, 1))  # row index as value
+    out = seed_shear(tf.constant(image[None]), 0.3).numpy()[0]
+    assert np.allclose(out[:, 10], image[:, 10])
+    slope = (out[10, 20, 0] - out[10, 0, 0]) / 20  # rows read at the middle row, across the columns
+    assert 0 < abs(slope) <= np.sin(0.3) + 1e-4
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Config:
+    """A tiny split (8 train, 3 validation, 3 test images per class) and a config writing beside it."""
+    root = tmp_path_factory.mktemp("methods")
+    images = root / "images"
+    images.mkdir()
+    for name, data in sample_images(14).items():
+        (images / name).write_bytes(data)
+    split(images, root / "split", SplitConfig(train=8, validation=3, test=3))
+    paths = Paths(
+        split=root / "split",
+        features=root / "features",
+        models=root / "models",
+        metrics=root / "metrics",
+        curves=root / "dvclive",
+    )
+    methods = MethodsConfig()
+    methods = replace(
+        methods,
+        scratch=replace(methods.scratch, input_size=48, epochs=2, batch_size=8),
+        augment=replace(methods.augment, input_size=48, epochs=1, batch_size=4, steps_per_epoch=3),
+        end_to_end=replace(methods.end_to_end, units=16, epochs=1, batch_size=8),
+        finetune=replace(methods.finetune, epochs=1, batch_size=8),
+        augmented_features=replace(methods.augmented_features, passes=2, batch_size=8),
+    )
+    return Config(
+        paths=paths,
+        featurize=FeaturizeConfig(backbones=("vgg16",), batch_size=8),
+        backbones={"vgg16": BackboneConfig(weights="none", input_size=48)},
+        train=TrainConfig(seed=1),
+        heads={"logreg": {"C": 1.0}, "dense": {"epochs": 2, "units": 8}},
+        methods=methods,
+    )
+
+
+def check_outputs(config: Config, method: str, run_name: str, report, epochs: int) -> None:
+    dirs = method_dirs(config.paths, method, run_name)
+    metrics = json.loads((dirs.metrics / "metrics.json").read_text())
+    assert metrics["test/images"] == 6 and metrics["test/accuracy"] == round(report.accuracy, 4)
+    assert (dirs.metrics / "plots" / "sklearn" / "confusion_matrix.json").is_file()
+    curve = dirs.curves / "plots" / "metrics" / "validation" / "accuracy.tsv"
+    assert len(curve.read_text().splitlines()) == 1 + epochs
+    model, info = load_model(dirs.model, "the stage")
+    assert info["classes"] == ["cat", "dog"] and model.count_params() == report.parameters
+
+
+@pytest.mark.slow
+def test_scratch_and_augment_train_and_score(project: Config) -> None:
+    report = scratch.run(project, 0)
+    check_outputs(project, "scratch", "0", report, epochs=2)
+    assert report.parameters == build_scratch_model(48).count_params()
+    report = augment.run(project, 0)
+    check_outputs(project, "augment", "0", report, epochs=1)
+    model, info = load_model(method_dirs(project.paths, "augment", 0).model, "")
+    assert info["augmented"] and info["dropout"] == 0.5 and "dropout" in [layer.name for layer in model.layers]
+
+
+@pytest.mark.slow
+def test_end_to_end_then_finetune(project: Config) -> None:
+    with pytest.raises(FileNotFoundError, match="end_to_end@vgg16"):
+        finetune.run(project, "vgg16")
+    report = end_to_end.run(project, "vgg16")
+    check_outputs(project, "end_to_end", "vgg16", report, epochs=1)
+    assert report.trainable == 512 * 16 + 16 + 17  # the frozen base is not trained
+    before = load_model(method_dirs(project.paths, "end_to_end", "vgg16").model, "")[0]
+    report = finetune.run(project, "vgg16")
+    check_outputs(project, "finetune", "vgg16", report, epochs=1)
+    assert report.trainable == 512 * 16 + 16 + 17 + 3 * 2_359_808
+    after, info = load_model(method_dirs(project.paths, "finetune", "vgg16").model, "")
+    assert info["from_layer"] == "block5_conv1" and info["backbone"] == "vgg16"
+    changed = [b.path for b, a in zip(before.weights, after.weights, strict=True) if not np.allclose(b, a)]
+    assert changed and all("block5" in name or "dense" in name or "predictions" in name for name in changed)
+
+
+@pytest.mark.slow
+def test_augmented_features_store_and_heads(project: Config) -> None:
+    from pipeline.featurize import featurize
+
+    store = project.paths.store("vgg16")
+    featurize("vgg16", project.backbone("vgg16"), project.featurize, project.paths.manifest, store)
+    path = write_augmented_features(project, "vgg16")
+    assert path == augmented_path(project.paths.features, "vgg16") and path.is_file()
+    rows = read_augmented(path)
+    train = read_split(project.paths.split, "train")
+    assert rows.features.shape == (32, 1, 1, 512) and rows.ids == train.ids * 2
+    assert list(rows.pass_index) == [0] * 16 + [1] * 16 and list(rows.labels) == list(train.labels) * 2
+    assert rows.attrs["passes"] == 2 and rows.attrs["augmentation"]["rotation"] == 40
+    assert not np.allclose(rows.features[:16], rows.features[16:])  # each pass is a new augmentation
+    results = augmented_heads.train_heads(project, "vgg16")
+    assert [r.head for r in results] == ["logreg", "dense"] and all(r.train_rows == 48 for r in results)
+    metrics = json.loads(
+        (method_dirs(project.paths, "augmented_features", "vgg16").metrics / "metrics.json").read_text()
+    )
+    assert metrics["logreg/plain/test/accuracy"] == round(results[0].plain, 4)
+    assert metrics["dense/gain"] == round(results[1].augmented - results[1].plain, 4)
+    path.write_bytes(b"not hdf5")
+    with pytest.raises(StoreError, match="not a readable HDF5 file"):
+        read_augmented(path)
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+@pytest.mark.slow
+def test_dvc_runs_methods_only_when_listed(tmp_path: Path, sample_zip_40) -> None:
+    overrides = {
+        **TINY_PARAMS,
+        "methods.end_to_end.epochs": 1,
+        "methods.end_to_end.units": 8,
+        "methods.finetune.epochs": 1,
+    }
+    root = make_project(tmp_path / "project", sample_zip_40, overrides)
+    default_params = (root / "params.yaml").read_text()
+    assert not method_stages(run(["dvc", "stage", "list", "--name-only"], root).stdout.split())
+    params = yaml.safe_load(default_params)
+    params["methods"]["run"].update(end_to_end=["vgg16"], finetune=["vgg16"], mnist=[0])
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    listed = run(["dvc", "stage", "list", "--name-only"], root).stdout.split()
+    assert method_stages(listed) == ["end_to_end@vgg16", "finetune@vgg16", "mnist@0"]
+    result = run(["dvc", "repro", "finetune@vgg16"], root)
+    assert ran_stages(result.stdout) == ["extract", "split", "end_to_end@vgg16", "finetune@vgg16"]
+    assert "finetune@vgg16: test accuracy" in result.stdout
+    metrics = json.loads((root / "metrics" / "methods" / "finetune" / "vgg16" / "metrics.json").read_text())
+    assert metrics["test/images"] == 20 and 0 <= metrics["test/accuracy"] <= 1
+    assert "metrics/methods/finetune/vgg16/metrics.json" in run(["dvc", "metrics", "show"], root).stdout
+    (root / "params.yaml").write_text(default_params)
+    would_run = list(json.loads(run(["dvc", "status", "--json"], root).stdout))  # what `dvc repro` would run
+    assert "featurize@vgg16" in would_run and not method_stages(would_run)
+
+
+def method_stages(stages: list[str]) -> list[str]:
+    return [stage for stage in stages if stage.split("@")[0] in METHOD_STAGES]
+
+
+METHOD_STAGES = {"scratch", "augment", "end_to_end", "finetune", "augmented_features", "augmented_heads", "mnist"}
