@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +66,27 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """featurize.ray: where the `ray` backend runs and how many conv-base actors it starts."""
+
+    address: str = "local"  # local or "": start Ray here | auto: the running cluster | ray://host:10001
+    num_cpus: int = 0  # CPUs of a Ray started here; 0: all
+    actors: int = 2  # conv-base actors, each builds the model once
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    batch_size: int = 0  # images per conv-base call inside an actor; 0: featurize.batch_size
+
+
+@dataclass(frozen=True)
 class FeaturizeConfig:
     backbones: tuple[str, ...] = ("vgg16",)
     batch_size: int = 32
     resize: str = "bilinear"
     storage_dtype: str = "float32"
+    precision: str = "auto"
     chunk_rows: int = 512
+    backend: str = "local"  # local: tf.data in this process | ray: Ray Data actors (pipeline/ray_backend.py)
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
 @dataclass(frozen=True)
@@ -245,6 +260,8 @@ def _build(cls: type, section: dict[str, Any] | None, where: str) -> Any:
         default = getattr(cls(), key) if key in known else None
         if isinstance(default, Path):
             value = Path(value)
+        elif is_dataclass(default):  # a nested section, e.g. featurize.ray
+            value = _build(type(default), value, f"{where}.{key}")
         elif isinstance(default, tuple):
             value = tuple(value)
         values[key] = value

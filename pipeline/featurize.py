@@ -24,12 +24,14 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from pipeline.backbones import BackboneSpec, ResolvedWeights, get_backbone
+from pipeline.backbones.registry import resolve_precision
 from pipeline.chunks import ChunkPool, fingerprint
 from pipeline.config import SPLITS, BackboneConfig, FeaturizeConfig
 from pipeline.split import ManifestRow, classes_of, read_manifest
 from pipeline.store import SplitIndex, StoreError, chunk_folder, write_index
 
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
+STORAGE_DTYPES = ("float32", "float16")
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,10 @@ def image_batches(paths: list[str], size: int, method: str, batch_size: int, pre
 
 def feature_recipe(spec: BackboneSpec, weights: ResolvedWeights, input_size: int, config: FeaturizeConfig) -> dict:
     """Everything besides the image that determines a feature row; its hash keys the chunk pool."""
+    if config.storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(
+            f"featurize.storage_dtype must be one of {STORAGE_DTYPES}. Received: storage_dtype={config.storage_dtype!r}"
+        )
     return {
         "backbone": spec.name,
         "weights_sha256": weights.fingerprint_id,
@@ -102,6 +108,7 @@ def feature_recipe(spec: BackboneSpec, weights: ResolvedWeights, input_size: int
         "resize": config.resize,
         "preprocessing": spec.preprocessing,
         "storage_dtype": config.storage_dtype,
+        "precision": resolve_precision(config.precision),
     }
 
 
@@ -138,9 +145,9 @@ def featurize(
     """Compute the rows no chunk holds yet (of one shard, or all), then write the index unless sharded."""
     spec = get_backbone(backbone)
     weights = spec.resolve_weights(backbone_config.weights)
+    recipe = feature_recipe(spec, weights, backbone_config.input_size, config)
     rows = read_manifest(manifest)
     check_images_exist(rows, manifest)
-    recipe = feature_recipe(spec, weights, backbone_config.input_size, config)
     pool = ChunkPool(chunk_folder(out_path), fingerprint(recipe))
     pool.remove_partials()
     wanted = list(dict.fromkeys(row.sha256 for row in rows))
@@ -149,18 +156,8 @@ def featurize(
     shape = pool.feature_shape
     if missing:
         paths = {row.sha256: str(manifest.parent / row.path) for row in reversed(rows)}
-        model = spec.conv_base(backbone_config.input_size, weights)
-        shape = tuple(int(d) for d in model.output.shape[1:])
-        batches = image_batches(
-            [paths[key] for key in missing],
-            backbone_config.input_size,
-            config.resize,
-            config.batch_size,
-            spec.preprocess,
-        )
-        with tqdm(total=len(missing), desc=f"featurize {backbone}", unit="img", disable=None) as bar:
-            for features, keys in group_rows(run_model(model, batches, bar), missing, config.chunk_rows):
-                pool.add(features, keys, config.storage_dtype)
+        compute = compute_backend(config.backend)
+        shape = compute(spec, weights, recipe, backbone_config, config, [paths[k] for k in missing], missing, pool)
     seconds = time.perf_counter() - start
     if shard is None:
         if shape is None:
@@ -177,6 +174,36 @@ def featurize(
         for path in pool.unreferenced({pool.refs[key].chunk for key in wanted}):
             path.unlink()
     return FeaturizeReport(out_path, len(rows), len(missing), seconds, tuple(shape or ()), shard is None)
+
+
+def compute_local(
+    spec: BackboneSpec,
+    weights: ResolvedWeights,
+    recipe: dict,
+    backbone_config: BackboneConfig,
+    config: FeaturizeConfig,
+    paths: list[str],
+    keys: list[str],
+    pool: ChunkPool,
+) -> tuple[int, ...]:
+    """The local backend: tf.data decodes, the conv base runs here, rows go to the pool chunk by chunk."""
+    model = spec.conv_base(backbone_config.input_size, weights, recipe["precision"])
+    batches = image_batches(paths, backbone_config.input_size, config.resize, config.batch_size, spec.preprocess)
+    with tqdm(total=len(keys), desc=f"featurize {spec.name}", unit="img", disable=None) as bar:
+        for features, chunk_keys in group_rows(run_model(model, batches, bar), keys, config.chunk_rows):
+            pool.add(features, chunk_keys, config.storage_dtype)
+    return tuple(int(d) for d in model.output.shape[1:])
+
+
+def compute_backend(name: str) -> Callable[..., tuple[int, ...]]:
+    """featurize.backend -> the function that computes missing rows into the pool (compute_local's signature)."""
+    if name == "local":
+        return compute_local
+    if name == "ray":
+        from pipeline.ray_backend import compute_ray  # Ray is optional: imported only when asked for
+
+        return compute_ray
+    raise ValueError(f"featurize.backend must be 'local' or 'ray'. Received: backend={name!r}")
 
 
 def merge(
@@ -201,7 +228,7 @@ def run_model(model: keras.Model, batches: tf.data.Dataset, bar: tqdm) -> Iterat
     """The conv base's output for each batch, in order."""
     infer: Callable = tf.function(lambda x: model(x, training=False))
     for batch in batches:
-        features = infer(batch).numpy()
+        features = tf.cast(infer(batch), tf.float32).numpy()
         bar.update(len(features))
         yield features
 

@@ -27,7 +27,8 @@ def manifest(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def store(manifest: Path) -> Path:
     out = manifest.parent.parent / "features" / "vgg16.h5"
-    report = featurize("vgg16", BackboneConfig("none", 48), FeaturizeConfig(batch_size=3), manifest, out)
+    config = FeaturizeConfig(batch_size=3, precision="float32")
+    report = featurize("vgg16", BackboneConfig("none", 48), config, manifest, out)
     assert report.images == 16 and report.feature_shape == (1, 1, 512)
     return out
 
@@ -66,8 +67,36 @@ def test_failure_leaves_no_store_and_keeps_the_old_one(store: Path, manifest: Pa
     before = store.read_bytes()
     broken = manifest.parent / "broken.csv"
     rows = manifest.read_text().splitlines()
-    broken.write_text("\n".join(rows[:3] + ["train/cat/missing.jpg,cat,train,00"]) + "\n")
-    with pytest.raises(FileNotFoundError, match=r"1 image\(s\) listed in .*broken.csv are missing.*missing.jpg"):
+    broken.write_text("\n".join(rows[:3] + ["train/cat/cat.999.jpg,cat,train," + "0" * 64]) + "\n")
+    with pytest.raises(FileNotFoundError, match=r"1 image\(s\) listed in .*broken.csv are missing.*cat.999.jpg"):
         featurize("vgg16", BackboneConfig("none", 48), FeaturizeConfig(), broken, store)
     assert store.read_bytes() == before
     assert not partial_path(store).exists()
+
+
+def test_bfloat16_and_float16_storage_stay_close_to_float32(store: Path, manifest: Path, tmp_path: Path) -> None:
+    """Reduced precision is a recipe of its own (new fingerprint) and stays within a few percent of fp32."""
+    reference = FeatureStore(store).split("train").features
+    config = FeaturizeConfig(batch_size=4, precision="bfloat16", storage_dtype="float16")
+    out = tmp_path / "bf16" / "vgg16.h5"
+    featurize("vgg16", BackboneConfig("none", 48), config, manifest, out)
+    reduced = FeatureStore(out)
+    assert (
+        reduced.attrs["precision"] == "bfloat16"
+        and reduced.attrs["fingerprint"] != FeatureStore(store).attrs["fingerprint"]
+    )
+    with h5py.File(out, "r") as handle:
+        assert handle["train"]["features"].dtype == np.float16
+    features = reduced.split("train").features
+    assert features.dtype == np.float32
+    relative = np.linalg.norm(features - reference) / np.linalg.norm(reference)
+    assert 0 < relative < 0.03
+
+
+def test_precision_and_storage_are_checked() -> None:
+    from pipeline.backbones.registry import compute_policy
+
+    with pytest.raises(ValueError, match="precision must be one of"):
+        compute_policy("int8")
+    with pytest.raises(ValueError, match="storage_dtype must be one of"):
+        featurize("vgg16", BackboneConfig("none", 48), FeaturizeConfig(storage_dtype="int8"), Path("m.csv"), Path("x"))

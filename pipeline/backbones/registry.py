@@ -69,15 +69,53 @@ class BackboneSpec:
                 )
         return ResolvedWeights(weights, path, sha256_of(path))
 
-    def conv_base(self, input_size: int, weights: ResolvedWeights) -> keras.Model:
-        """Build the conv base for square inputs of `input_size` pixels with the given weights."""
+    def conv_base(self, input_size: int, weights: ResolvedWeights, precision: str = "float32") -> keras.Model:
+        """Build the conv base for square inputs of `input_size` pixels with the given weights.
+
+        precision: float32, or bfloat16 / float16 compute with float32 weights (Keras mixed precision).
+        """
         if input_size < 32:
             raise ValueError(f"input_size must be at least 32 pixels. Received: input_size={input_size}")
+        policy = compute_policy(precision)
         if weights.is_random:
             keras.utils.set_random_seed(RANDOM_INIT_SEED)  # 'none' weights: the same random base every run
-        model = self.build((input_size, input_size, 3), weights.path)
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(policy)
+        try:
+            model = self.build((input_size, input_size, 3), weights.path)
+        finally:
+            keras.config.set_dtype_policy(previous)
         model.trainable = False
         return model
+
+
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' is bfloat16 on a GPU or a CPU with native bf16 (AVX512_BF16, AMX), else float32."""
+    if precision != "auto":
+        return precision
+    if tf.config.list_physical_devices("GPU"):
+        return "bfloat16"
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        flags = []
+    return "bfloat16" if any(flag in flags for flag in BF16_CPU_FLAGS) else "float32"
+
+
+def compute_policy(precision: str) -> str:
+    """The Keras dtype policy for a precision param; float16 needs a GPU (CPUs emulate it slowly)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"featurize.precision must be one of {sorted(PRECISIONS)}. Received: precision={precision!r}")
+    if precision == "float16" and not tf.config.list_physical_devices("GPU"):
+        raise ValueError(
+            "featurize.precision float16 needs a GPU: CPUs have no fast float16 convolutions. "
+            "Use bfloat16 on CPUs with AVX512_BF16 or AMX, or float32."
+        )
+    return PRECISIONS[precision]
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
