@@ -77,11 +77,8 @@ def activations(model: keras.Model, image: np.ndarray, count: int, per_row: int 
 
 def activation_figure(grid: ActivationGrid, image_name: str) -> Figure:
     """Every channel of one layer, `per_row` to a row, viridis, titled with the layer and the image."""
-    rows, cols = grid.shape
+    cols = grid.shape[1]
     height, width = grid.maps.shape[1:]
-    scale = TILE_INCHES * max(cols, 8) / cols  # a narrow grid (few channels) still gets a readable width
     title = f"{image_name}: {grid.layer} ({grid.kind}), {grid.channels} channels of {height}x{width}, each standardized"
-    return tile_figure(
-        grid.mosaic(), title, cols * scale, rows * scale * height / width,
-        cmap="viridis", vmin=-COLOR_RANGE, vmax=COLOR_RANGE,
-    )  # fmt: skip
+    width_inches = TILE_INCHES * max(cols, 8)  # a narrow grid (few channels) still gets a readable width
+    return tile_figure(grid.mosaic(), title, width_inches, cmap="viridis", vmin=-COLOR_RANGE, vmax=COLOR_RANGE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from matplotlib.figure import Figure
 
 DPI = 100
 TILE_INCHES = 0.75  # one activation tile: 75 px at DPI 100
-TITLE_INCHES = 0.6
+TITLE_POINTS = 12
+PAD = 0.05  # inches around the image
 
 
 def grid_shape(count: int, per_row: int) -> tuple[int, int]:
@@ -48,17 +50,27 @@ def deprocess(pattern: np.ndarray) -> np.ndarray:
     return (np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def tile_figure(image: np.ndarray, title: str, width_inches: float, height_inches: float, **imshow) -> Figure:
-    """A figure holding one image that fills it below a title; NaN pixels (the gaps) are white."""
-    figure = Figure(figsize=(width_inches, height_inches + TITLE_INCHES), dpi=DPI)
-    axes = figure.add_axes((0.01, 0.01, 0.98, height_inches / (height_inches + TITLE_INCHES) - 0.01))
+def tile_figure(image: np.ndarray, title: str, width_inches: float, **imshow) -> Figure:
+    """The title (wrapped to the width) above one image drawn `width_inches` wide; NaN pixels are white."""
+    height_inches = width_inches * image.shape[0] / image.shape[1]
+    title = fit_title(title, width_inches, TITLE_POINTS)
+    title_inches = (title.count("\n") + 1) * TITLE_POINTS * 1.4 / 72 + 0.15
+    figure = Figure(figsize=(width_inches + 2 * PAD, height_inches + title_inches + PAD), dpi=DPI)
+    total_w, total_h = figure.get_size_inches()
+    axes = figure.add_axes((PAD / total_w, PAD / total_h, width_inches / total_w, height_inches / total_h))
     cmap = imshow.pop("cmap", None)
     if cmap is not None:
         cmap = colormaps[cmap].with_extremes(bad="white")
-    axes.imshow(image, cmap=cmap, interpolation="nearest", aspect="equal", **imshow)
+    axes.imshow(image, cmap=cmap, interpolation="nearest", aspect="auto", **imshow)
     axes.set_axis_off()
-    figure.suptitle(title, fontsize=13, y=1 - 0.15 * TITLE_INCHES / (height_inches + TITLE_INCHES))
+    figure.text(0.5, 1 - 0.06 / total_h, title, ha="center", va="top", fontsize=TITLE_POINTS)
     return figure
+
+
+def fit_title(title: str, width_inches: float, points: float) -> str:
+    """Wrap each line of a title so that it fits the figure's width (about 0.55 em per character)."""
+    width = max(20, int(width_inches * 72 / (points * 0.55)))
+    return "\n".join(textwrap.fill(line, width) for line in title.splitlines())
 
 
 def save(figure: Figure, path: Path) -> Path:

@@ -102,10 +102,7 @@ def filters_figure(result: FilterPatterns, title: str) -> Figure:
     """The patterns in a grid, 8 to a row, each labelled with its filter index."""
     patterns = result.patterns()
     tiles = mosaic(patterns.astype(np.float32) / 255, PER_ROW, gap=max(2, patterns.shape[1] // 32), fill=1.0)
-    cols = min(len(patterns), PER_ROW)
-    rows = -(-len(patterns) // PER_ROW)
-    tile_inches = 10 / max(cols, 4)
-    figure = tile_figure(tiles, title, cols * tile_inches, rows * tile_inches)
+    figure = tile_figure(tiles, title, 10 * min(len(patterns), PER_ROW) / PER_ROW + 2)
     axes = figure.axes[0]
     step = patterns.shape[1] + max(2, patterns.shape[1] // 32)
     for index, number in enumerate(result.filters):

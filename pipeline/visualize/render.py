@@ -77,26 +77,26 @@ def render_filters(backbone: str, weights: str, config: VisualizeConfig, out_dir
         backbone, weights, layer, config.filters, config.filter_size, config.steps, config.step_size
     )
     title = (
-        f"{backbone} ({weights} weights), {layer}: the input pattern each of filters {result.filters[0]}-"
-        f"{result.filters[-1]} responds to most\n{config.steps} steps of gradient ascent from gray + noise, "
-        f"{config.filter_size} px; mean activation {result.start_activation.mean():.3g} -> "
-        f"{result.end_activation.mean():.3g}"
+        f"{backbone} ({weights} weights), {layer}: what filters {result.filters[0]}-{result.filters[-1]} respond to\n"
+        f"{config.steps} steps of gradient ascent from gray + noise at {config.filter_size} px; "
+        f"mean activation {result.start_activation.mean():.3g} -> {result.end_activation.mean():.3g}"
     )
     return save(filters_figure(result, title), out_dir / f"filters_{slug(layer)}.png")
 
 
 def render(backbone: str, config: Config, out_dir: Path) -> RenderReport:
-    """Every picture of one backbone's trained head into `out_dir` (emptied first)."""
+    """Every picture of one backbone's trained head into `out_dir` (emptied first), in numbered folders so that
+    `dvc plots show`, which lists them by path, shows Grad-CAM first, then the filters, then the activations."""
     start = time.perf_counter()
     settings = config.visualize
-    images = chosen_images(config.paths.manifest, settings)
+    images = [config.paths.split / image for image in chosen_images(config.paths.manifest, settings)]
     classifier = load_classifier(f"{backbone}/{settings.head}", config)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    files = []
-    for image in images:
-        files += render_activations(classifier, config.paths.split / image, settings, out_dir)
-        files.append(render_gradcam(classifier, config.paths.split / image, settings, out_dir))
+    files = [render_gradcam(classifier, image, settings, out_dir / "1_gradcam") for image in images]
     if settings.filters > 0:
-        files.append(render_filters(backbone, config.backbone(backbone).weights, settings, out_dir))
+        weights = config.backbone(backbone).weights
+        files.append(render_filters(backbone, weights, settings, out_dir / "2_filters"))
+    for image in images:
+        files += render_activations(classifier, image, settings, out_dir / "3_activations")
     return RenderReport(files, time.perf_counter() - start)
