@@ -27,7 +27,16 @@ from pipeline.config import (
 )
 from pipeline.methods import augment, augmented_heads, end_to_end, finetune, scratch
 from pipeline.methods.augmented_features import augmented_path, read_augmented, write_augmented_features
-from pipeline.methods.common import augmenter, load_model, method_dirs, read_split, seed_shear
+from pipeline.methods.common import (
+    augmenter,
+    evaluate_model,
+    image_dataset,
+    load_model,
+    method_dirs,
+    preprocessor,
+    read_split,
+    seed_shear,
+)
 from pipeline.methods.end_to_end import build_end_to_end
 from pipeline.methods.finetune import unfreeze_from
 from pipeline.methods.scratch import build_scratch_model
@@ -43,7 +52,7 @@ def trainable(model: keras.Model) -> int:
 
 def test_scratch_model_is_the_seeds() -> None:
     model = build_scratch_model(150, 2)
-    assert model.count_params() == 3_453_121
+    assert model.count_params() == 3_453_121 and type(model.layers[0]).__name__ == "Rescaling"
     assert [layer.count_params() for layer in model.layers if layer.count_params()] == SEED_LAYER_PARAMS
     assert model.output_shape == (None, 1) and model.layers[-1].activation.__name__ == "sigmoid"
     with_dropout = build_scratch_model(150, 2, dropout=0.5)
@@ -142,6 +151,9 @@ def check_outputs(config: Config, method: str, run_name: str, report, epochs: in
     assert len(curve.read_text().splitlines()) == 1 + epochs
     model, info = load_model(dirs.model, "the stage")
     assert info["classes"] == ["cat", "dog"] and model.count_params() == report.parameters
+    test = read_split(config.paths.split, "test")  # the saved model and its sidecar reproduce the score
+    images = image_dataset(test, info["input_size"], info["resize"], 4, preprocessor(info["preprocess"]))
+    assert evaluate_model(model, images, test.labels, test.classes).accuracy == report.accuracy
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from pipeline.split import SplitError, classes_of, read_manifest
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
 MODEL_FILE = "model.keras"
 INFO_FILE = "model.json"
-RESCALE = "rescale"  # the scratch convnets' preprocessing: pixels / 255
+IN_MODEL = "in-model"  # the model scales its [0, 255] pixel input itself (the scratch convnets' Rescaling)
 
 
 @dataclass(frozen=True)
@@ -149,9 +149,9 @@ def image_dataset(
 
 
 def preprocessor(name: str):
-    """'rescale' (pixels / 255) or a backbone's own preprocessing, by the name saved beside the model."""
-    if name == RESCALE:
-        return lambda x: x / 255.0
+    """None for a model that scales pixels itself, else a backbone's preprocessing (the name beside the model)."""
+    if name == IN_MODEL:
+        return lambda x: x
     from pipeline.backbones import get_backbone
 
     return get_backbone(name).preprocess
@@ -240,7 +240,7 @@ def load_model(model_dir: Path, stage_hint: str) -> tuple[keras.Model, dict[str,
 class ImageInput:
     size: int
     resize: str
-    preprocess: str  # RESCALE or a backbone name
+    preprocess: str  # IN_MODEL or a backbone name
 
 
 @dataclass(frozen=True)

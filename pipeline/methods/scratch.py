@@ -7,7 +7,7 @@ import keras
 
 from pipeline.config import Config, ScratchConfig
 from pipeline.methods.common import (
-    RESCALE,
+    IN_MODEL,
     ImageInput,
     MethodReport,
     augmenter,
@@ -22,9 +22,8 @@ MIN_INPUT = 46  # four conv + pool steps leave a 1x1 map
 
 
 def build_scratch_model(input_size: int = 150, n_classes: int = 2, dropout: float = 0.0) -> keras.Model:
-    """Conv2D(32..128, 3x3, relu) + MaxPool x4 -> Flatten -> [Dropout] -> Dense(512, relu) -> classifier.
-
-    At 150 px and two classes: 3,453,121 parameters, as the seed's summary.
+    """Rescaling(1/255) -> [Conv2D(32..128, 3x3, relu) -> MaxPool] x4 -> Flatten -> [Dropout] -> Dense(512, relu)
+    -> classifier. Its input is pixels in [0, 255]. At 150 px and two classes: 3,453,121 parameters, as the seed's.
     """
     if input_size < MIN_INPUT:
         raise ValueError(
@@ -32,7 +31,10 @@ def build_scratch_model(input_size: int = 150, n_classes: int = 2, dropout: floa
         )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
-    layers: list[keras.Layer] = [keras.Input((input_size, input_size, 3), name="image")]
+    layers: list[keras.Layer] = [
+        keras.Input((input_size, input_size, 3), name="image"),
+        keras.layers.Rescaling(1 / 255, name="rescale"),  # the seed's rescale=1./255, inside: input is pixels
+    ]
     for index, filters in enumerate(FILTERS, start=1):
         layers.append(keras.layers.Conv2D(filters, 3, activation="relu", name=f"conv{index}"))
         layers.append(keras.layers.MaxPooling2D(2, name=f"pool{index}"))
@@ -57,7 +59,7 @@ def train_convnet(config: Config, method: str, params: ScratchConfig, seed: int,
         seed,
         config.paths,
         splits,
-        ImageInput(params.input_size, config.methods.resize, RESCALE),
+        ImageInput(params.input_size, config.methods.resize, IN_MODEL),
         params,
         seed,
         augment=augmenter(config.methods.augmentation, seed) if augment else None,
