@@ -192,6 +192,28 @@ def store_info(store: Annotated[Path, typer.Argument(help="An HDF5 feature store
     typer.echo(describe(store))
 
 
+@app.command()
+def bench(
+    backbone: Annotated[str, typer.Option(help="Backbone from the registry.")] = "vgg16",
+    source: Annotated[
+        Path | None, typer.Option(help="Images: a Kaggle zip, train.zip or folder; default paths.raw.")
+    ] = None,
+    per_class: Annotated[int, typer.Option(help="Distinct images per class taken from the source.")] = 200,
+    repeat: Annotated[int, typer.Option(help="Copies of each image under new names (e.g. 25,000 for memory).")] = 1,
+    size: Annotated[int, typer.Option(help="Input size in pixels.")] = 150,
+    precision: Annotated[str, typer.Option(help="featurize precision: auto, float32, bfloat16, float16.")] = "auto",
+    seed_images: Annotated[int, typer.Option(help="Images for the seed-style loop (0 skips it).")] = 200,
+    batch_size: Annotated[int, typer.Option(help="featurize batch size.")] = 32,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Time the seed's extraction loop against featurize on the same images; print img/s, GFLOP/s, memory."""
+    from pipeline.bench import bench as run
+
+    raw = source or load_config(params).paths.raw
+    for line in run(backbone, raw, per_class, size, precision, seed_images, repeat, batch_size):
+        typer.echo(line)
+
+
 def main() -> None:
     from pipeline.errors import run_with_clean_errors
 

@@ -108,7 +108,7 @@ def feature_recipe(spec: BackboneSpec, weights: ResolvedWeights, input_size: int
         "resize": config.resize,
         "preprocessing": spec.preprocessing,
         "storage_dtype": config.storage_dtype,
-        "precision": resolve_precision(config.precision),
+        "precision": resolve_precision(config.precision, spec),
     }
 
 
@@ -226,7 +226,8 @@ def merge(
 
 def run_model(model: keras.Model, batches: tf.data.Dataset, bar: tqdm) -> Iterator[np.ndarray]:
     """The conv base's output for each batch, in order."""
-    infer: Callable = tf.function(lambda x: model(x, training=False))
+    signature = [tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)]  # one trace, whatever the batch
+    infer: Callable = tf.function(lambda x: model(x, training=False), input_signature=signature)
     for batch in batches:
         features = tf.cast(infer(batch), tf.float32).numpy()
         bar.update(len(features))
