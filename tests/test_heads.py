@@ -73,3 +73,15 @@ def test_pooling_option(pooling: str) -> None:
 def test_unknown_head_param_is_refused() -> None:
     with pytest.raises(ValueError, match=r"Unknown key\(s\) \['epoch'\] in params 'heads.dense'"):
         get_head("dense").fit(data(), {"epoch": 3}, 0, None)
+
+
+def test_logreg_auto_C_is_chosen_on_validation(tmp_path: Path) -> None:
+    from pipeline.heads.logreg import C_GRID, validation_accuracy
+
+    builder = get_head("logreg")
+    training = data()
+    head = builder.fit(training, {"C": "auto"}, 0, None)
+    scores = {c: validation_accuracy(builder.fit(training, {"C": c}, 0, None), training) for c in C_GRID}
+    assert head.C in C_GRID and scores[head.C] == max(scores.values())
+    head.save(tmp_path / "head.npz")
+    assert builder.load(tmp_path / "head.npz").C == head.C

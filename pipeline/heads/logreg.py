@@ -14,7 +14,8 @@ from pipeline.heads.base import TrainingData, check_params
 from pipeline.heads.pooling import pool, resolve_pooling
 
 ARRAY_KEYS = ("coef", "intercept", "mean", "scale", "meta")
-DEFAULTS = {"pooling": "auto", "C": 1.0, "max_iter": 1000, "standardize": True}
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
+DEFAULTS = {"pooling": "auto", "C": "auto", "max_iter": 1000, "standardize": True}
 
 
 class LogRegHead:
@@ -23,9 +24,10 @@ class LogRegHead:
     file_suffix = ".npz"
 
     def __init__(
-        self, coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray, pooling: str
+        self, coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray, pooling: str, C: float
     ) -> None:
         self.coef, self.intercept, self.mean, self.scale, self.pooling = coef, intercept, mean, scale, pooling
+        self.C = C
 
     def decision(self, features: np.ndarray) -> np.ndarray:
         x = (pool(features, self.pooling) - self.mean) / self.scale
@@ -41,7 +43,7 @@ class LogRegHead:
         return exp / exp.sum(axis=1, keepdims=True)
 
     def save(self, path: Path) -> None:
-        meta = json.dumps({"pooling": self.pooling})
+        meta = json.dumps({"pooling": self.pooling, "C": self.C})
         with open(path, "wb") as handle:
             np.savez(
                 handle, coef=self.coef, intercept=self.intercept, mean=self.mean, scale=self.scale, meta=np.array(meta)
@@ -58,6 +60,17 @@ def log_fit_quality(live: Any, head: LogRegHead, data: TrainingData) -> None:
     live.next_step()
 
 
+def fit_one(
+    x: np.ndarray, y: np.ndarray, c: float, max_iter: int, seed: int, mean: np.ndarray, scale: np.ndarray, pooling: str
+) -> LogRegHead:
+    model = LogisticRegression(C=c, max_iter=max_iter, random_state=seed).fit((x - mean) / scale, y)
+    return LogRegHead(model.coef_, model.intercept_, mean, scale, pooling, c)
+
+
+def validation_accuracy(head: LogRegHead, data: TrainingData) -> float:
+    return float((head.predict_proba(data.x_val).argmax(axis=1) == data.y_val).mean())
+
+
 class LogRegHeadBuilder:
     file_suffix = ".npz"
 
@@ -69,11 +82,12 @@ class LogRegHeadBuilder:
         scaler = StandardScaler(with_mean=p["standardize"], with_std=p["standardize"]).fit(x_train)
         mean = scaler.mean_ if p["standardize"] else np.zeros(x_train.shape[1])
         scale = scaler.scale_ if p["standardize"] else np.ones(x_train.shape[1])
-        model = LogisticRegression(C=p["C"], max_iter=p["max_iter"], random_state=seed)
-        model.fit((x_train - mean) / scale, data.y_train)
-        head = LogRegHead(model.coef_, model.intercept_, mean, scale, pooling)
+        candidates = C_GRID if p["C"] == "auto" else (float(p["C"]),)
+        fits = [fit_one(x_train, data.y_train, c, p["max_iter"], seed, mean, scale, pooling) for c in candidates]
+        head = max(fits, key=lambda h: (validation_accuracy(h, data), -h.C))  # ties: the stronger regularization
         if live is not None:
             log_fit_quality(live, head, data)
+            live.summary["C"] = head.C
         return head
 
     def load(self, path: Path) -> LogRegHead:
@@ -84,4 +98,4 @@ class LogRegHeadBuilder:
                 raise ValueError(f"{path} is not a logreg head: it lacks {missing}.")
             values = {key: arrays[key] for key in ARRAY_KEYS}
         meta = json.loads(str(values.pop("meta")))
-        return LogRegHead(**values, pooling=meta["pooling"])
+        return LogRegHead(**values, pooling=meta["pooling"], C=meta["C"])
