@@ -198,13 +198,15 @@ def test_augmented_features_store_and_heads(project: Config) -> None:
     assert list(rows.pass_index) == [0] * 16 + [1] * 16 and list(rows.labels) == list(train.labels) * 2
     assert rows.attrs["passes"] == 2 and rows.attrs["augmentation"]["rotation"] == 40
     assert not np.allclose(rows.features[:16], rows.features[16:])  # each pass is a new augmentation
-    results = augmented_heads.train_heads(project, "vgg16")
-    assert [r.head for r in results] == ["logreg", "dense"] and all(r.train_rows == 48 for r in results)
-    metrics = json.loads(
-        (method_dirs(project.paths, "augmented_features", "vgg16").metrics / "metrics.json").read_text()
-    )
-    assert metrics["logreg/plain/test/accuracy"] == round(results[0].plain, 4)
-    assert metrics["dense/gain"] == round(results[1].augmented - results[1].plain, 4)
+    results = [augmented_heads.train_head(project, "vgg16", head) for head in ("logreg", "dense")]
+    assert all(r.train_rows == 48 for r in results)
+    for result in results:
+        dirs = method_dirs(project.paths, "augmented_features", f"vgg16/{result.head}")
+        metrics = json.loads((dirs.metrics / "metrics.json").read_text())
+        assert metrics["plain/test/accuracy"] == round(result.plain, 4) and metrics["train_rows"] == 48
+        assert metrics["gain"] == round(result.augmented - result.plain, 4) and metrics["test/images"] == 6
+        assert {p.name for p in dirs.model.iterdir()} == {"augmented", "plain"}
+        assert (dirs.curves / "augmented" / "plots" / "metrics" / "train" / "accuracy.tsv").is_file()
     path.write_bytes(b"not hdf5")
     with pytest.raises(StoreError, match="not a readable HDF5 file"):
         read_augmented(path)

@@ -62,8 +62,9 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
     if train.classes != plain.classes:
         raise StoreError(f"{plain.path} has classes {plain.classes}, the split {train.classes}. Re-run featurize.")
     size, resize = int(plain.attrs["input_size"]), str(plain.attrs["resize"])
-    base = spec.conv_base(size, weights)
-    infer = tf.function(lambda x: base(x, training=False))
+    precision = plain.attrs.get("precision")  # compute like the plain store did, where it records how
+    base = spec.conv_base(size, weights, precision) if precision else spec.conv_base(size, weights)
+    infer = tf.function(lambda x: tf.cast(base(x, training=False), tf.float32))
     tf.keras.utils.set_random_seed(config.methods.seed)
     augment = augmenter(config.methods.augmentation, config.methods.seed)
     feature_shape = tuple(int(d) for d in base.output.shape[1:])
@@ -77,6 +78,7 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
         "input_size": size,
         "resize": resize,
         "preprocessing": spec.preprocessing,
+        "precision": precision or "float32",
         "default_pooling": spec.default_pooling,
         "classes": train.classes,
         "feature_shape": list(feature_shape),

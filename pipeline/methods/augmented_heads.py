@@ -1,6 +1,6 @@
-"""Heads on augmented features: train each head of `methods.augmented_features.heads` (pipeline.heads, with its
-`heads.<name>` params and `train.seed`) on plain + augmented training features, and the same head on plain
-features alone, and score both on the plain test features: the metrics say whether augmentation helped."""
+"""Heads on augmented features: train one head (pipeline.heads, with its `heads.<name>` params and `train.seed`)
+on plain + augmented training features, and the same head on the plain features alone, and score both on the
+plain test features: the metrics say whether augmentation helped."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ class HeadComparison:
 
 def check_compatible(store: FeatureStore, rows: AugmentedRows, train_ids: list[str], path: Path) -> None:
     """The augmented rows must come from the same base, input and classes as the plain store's train split."""
-    for key in ("backbone", "weights_sha256", "input_size", "resize"):
-        if str(rows.attrs.get(key)) != str(store.attrs.get(key)):
+    for key in ("backbone", "weights_sha256", "input_size", "resize", "precision"):
+        if str(rows.attrs.get(key)) != str(store.attrs.get(key, "float32" if key == "precision" else None)):
             raise StoreError(
                 f"{path} has {key}={rows.attrs.get(key)!r}, {store.path} {store.attrs.get(key)!r}: "
                 "re-run the augmented_features stage."
@@ -45,37 +45,32 @@ def check_compatible(store: FeatureStore, rows: AugmentedRows, train_ids: list[s
         raise StoreError(f"{path} holds rows of images outside {store.path}'s train split, e.g. {unknown[:3]}.")
 
 
-def train_heads(config: Config, backbone: str) -> list[HeadComparison]:
+def train_head(config: Config, backbone: str, head: str) -> HeadComparison:
+    """Fit `head` both ways, save both under models/methods/augmented_features/<backbone>/<head>/<variant>/,
+    curves under dvclive/..., and the comparison as metrics/methods/augmented_features/<backbone>/<head>/."""
+    builder, params = get_head(head), config.head(head)
     store = FeatureStore(config.paths.store(backbone))
     path = augmented_path(config.paths.features, backbone)
     rows = read_augmented(path)
     train, validation, test = store.split("train"), store.split("validation"), store.split("test")
     check_compatible(store, rows, train.ids, path)
-    x_both = np.concatenate([train.features, rows.features])
-    y_both = np.concatenate([train.labels, rows.labels])
-    dirs = method_dirs(config.paths, "augmented_features", backbone)
-    for folder in (dirs.model, dirs.curves):
+    both = (np.concatenate([train.features, rows.features]), np.concatenate([train.labels, rows.labels]))
+    dirs = method_dirs(config.paths, "augmented_features", f"{backbone}/{head}")
+    for folder in (dirs.model, dirs.curves, dirs.metrics):
         shutil.rmtree(folder, ignore_errors=True)
-    summary: dict[str, float | int] = {"passes": int(rows.attrs["passes"]), "train_rows": len(y_both)}
-    comparisons = []
-    for head in config.methods.augmented_features.heads:
-        builder, params = get_head(head), config.head(head)
-        accuracy = {}
-        for variant, x, y in (("augmented", x_both, y_both), ("plain", train.features, train.labels)):
-            data = TrainingData(
-                x, y, validation.features, validation.labels, store.classes, store.attrs["default_pooling"]
-            )
-            with Live(str(dirs.curves / head / variant), dvcyaml=False, save_dvc_exp=False) as live:
-                model = builder.fit(data, params, config.train.seed, live)
-            result = score(model.predict_proba(test.features), test.labels, len(store.classes))
-            (dirs.model / head / variant).mkdir(parents=True)
-            model.save(head_file(dirs.model / head / variant, builder))
-            summary[f"{head}/{variant}/test/accuracy"] = round(result.accuracy, 4)
-            summary[f"{head}/{variant}/test/loss"] = round(result.loss, 4)
-            accuracy[variant] = result.accuracy
-        summary[f"{head}/gain"] = round(accuracy["augmented"] - accuracy["plain"], 4)
-        comparisons.append(HeadComparison(head, accuracy["augmented"], accuracy["plain"], len(y_both)))
-    shutil.rmtree(dirs.metrics, ignore_errors=True)
+    summary: dict[str, float | int] = {"passes": int(rows.attrs["passes"]), "train_rows": len(both[1])}
+    accuracy = {}
+    for variant, (x, y) in zip(VARIANTS, (both, (train.features, train.labels)), strict=True):
+        data = TrainingData(x, y, validation.features, validation.labels, store.classes, store.attrs["default_pooling"])
+        with Live(str(dirs.curves / variant), dvcyaml=False, save_dvc_exp=False) as live:
+            model = builder.fit(data, params, config.train.seed, live)
+        result = score(model.predict_proba(test.features), test.labels, len(store.classes))
+        (dirs.model / variant).mkdir(parents=True)
+        model.save(head_file(dirs.model / variant, builder))
+        summary[f"{variant}/test/accuracy"] = round(result.accuracy, 4)
+        summary[f"{variant}/test/loss"] = round(result.loss, 4)
+        accuracy[variant] = result.accuracy
+    summary["gain"] = round(accuracy["augmented"] - accuracy["plain"], 4)
     with Live(str(dirs.metrics), dvcyaml=False, save_dvc_exp=False) as live:
         live.summary.update(summary | {"test/images": len(test.labels)})
-    return comparisons
+    return HeadComparison(head, accuracy["augmented"], accuracy["plain"], len(both[1]))

@@ -69,15 +69,15 @@ def augmented_features(backbone: str, params: ParamsOption = DEFAULT_PARAMS) -> 
 
 
 @method_app.command("augmented-heads")
-def augmented_heads(backbone: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Train heads on plain + augmented training features and on plain ones; score both on the test features."""
-    from pipeline.methods.augmented_heads import train_heads
+def augmented_heads(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Train HEAD on plain + augmented training features and on plain ones; score both on the test features."""
+    from pipeline.methods.augmented_heads import train_head
 
-    for result in train_heads(load_config(params), backbone):
-        typer.echo(
-            f"{backbone}/{result.head}: test accuracy {result.augmented:.4f} with augmented features "
-            f"({result.train_rows} rows), {result.plain:.4f} without (gain {result.augmented - result.plain:+.4f})"
-        )
+    result = train_head(load_config(params), backbone, head)
+    typer.echo(
+        f"{backbone}/{head}: test accuracy {result.augmented:.4f} with augmented features ({result.train_rows} "
+        f"rows), {result.plain:.4f} without (gain {result.augmented - result.plain:+.4f})"
+    )
 
 
 @method_app.command()
