@@ -98,6 +98,10 @@ TINY_PARAMS = {
     "backbones.vgg16.weights": "none",
     "backbones.vgg16.input_size": 48,
     "heads.dense.epochs": 2,
+    "visualize.layers": 2,
+    "visualize.filters": 4,
+    "visualize.steps": 3,
+    "visualize.filter_size": 32,
 }
 
 

@@ -60,3 +60,18 @@ def test_predict_cli(project: Path) -> None:
 def test_store_info_cli(project: Path) -> None:
     result = run([sys.executable, "-m", "pipeline", "store", "info", "features/vgg16.h5"], project)
     assert "backbone: vgg16" in result.stdout and "train: 40 rows" in result.stdout
+
+
+def test_visualize_stage_renders_image_plots(project: Path) -> None:
+    pictures = sorted(str(p.relative_to(project)) for p in (project / "plots" / "vgg16").rglob("*.png"))
+    assert pictures == [
+        "plots/vgg16/1_gradcam/gradcam_cat.30.png",
+        "plots/vgg16/1_gradcam/gradcam_dog.30.png",
+        "plots/vgg16/2_filters/filters_block3_conv1.png",
+        "plots/vgg16/3_activations/activations_cat.30_01_block1_conv1.png",
+        "plots/vgg16/3_activations/activations_cat.30_02_block1_conv2.png",
+        "plots/vgg16/3_activations/activations_dog.30_01_block1_conv1.png",
+        "plots/vgg16/3_activations/activations_dog.30_02_block1_conv2.png",
+    ]
+    shown = run(["dvc", "plots", "show", "--json"], project).stdout
+    assert all(picture in shown for picture in pictures)

@@ -77,7 +77,7 @@ def render_filters(backbone: str, weights: str, config: VisualizeConfig, out_dir
         backbone, weights, layer, config.filters, config.filter_size, config.steps, config.step_size
     )
     title = (
-        f"{backbone} ({weights} weights), {layer}: what filters {result.filters[0]}-{result.filters[-1]} respond to\n"
+        f"{backbone} (weights: {weights}), {layer}: what filters {result.filters[0]}-{result.filters[-1]} respond to\n"
         f"{config.steps} steps of gradient ascent from gray + noise at {config.filter_size} px; "
         f"mean activation {result.start_activation.mean():.3g} -> {result.end_activation.mean():.3g}"
     )
