@@ -94,8 +94,10 @@ def test_augmenter_keeps_shape_and_range_and_varies() -> None:
     flip_only = augmenter(AugmentationConfig(0, 0, 0, 0, 0, True), seed=3)(images).numpy()
     for out, image in zip(flip_only, images.numpy(), strict=True):
         assert np.allclose(out, image) or np.allclose(out, image[:, ::-1])
-    with pytest.raises(ValueError, match="fill_mode='reflect'"):
-        augmenter(AugmentationConfig(fill_mode="reflect"), seed=3)
+    reflected = augmenter(AugmentationConfig(fill_mode="reflect"), seed=3)(images).numpy()
+    assert reflected.shape == images.shape and not np.allclose(reflected, images)
+    with pytest.raises(ValueError, match="fill_mode' must be one of .* Received: 'mirror'"):
+        augmenter(AugmentationConfig(fill_mode="mirror"), seed=3)
 
 
 def test_seed_shear_is_about_the_center() -> None:

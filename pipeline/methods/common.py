@@ -22,6 +22,7 @@ from pipeline.heads.dense import LiveCurves, to_two_columns
 from pipeline.split import SplitError, classes_of, read_manifest
 
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
+FILL_MODES = ("nearest", "constant", "reflect", "wrap")
 MODEL_FILE = "model.keras"
 INFO_FILE = "model.json"
 IN_MODEL = "in-model"  # the model scales its [0, 255] pixel input itself (the scratch convnets' Rescaling)
@@ -77,9 +78,9 @@ def load_image(path: tf.Tensor, size: int, resize: str) -> tf.Tensor:
     return tf.ensure_shape(tf.cast(image, tf.float32), (size, size, 3))
 
 
-def seed_shear(images: tf.Tensor, max_angle: float) -> tf.Tensor:
+def seed_shear(images: tf.Tensor, max_angle: float, fill_mode: str = "nearest") -> tf.Tensor:
     """The seed's shear (Keras 2.0 ImageDataGenerator): per image an angle in [-max, max] radians, about the center,
-    input (col, row) = (cx + cos(a) (x - cx), y - sin(a) (x - cx)); edges filled with the nearest pixel."""
+    input (col, row) = (cx + cos(a) (x - cx), y - sin(a) (x - cx))."""
     count, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
     angle = tf.random.uniform((count,), -max_angle, max_angle)
     cx = tf.cast(width - 1, tf.float32) / 2.0
@@ -92,7 +93,7 @@ def seed_shear(images: tf.Tensor, max_angle: float) -> tf.Tensor:
         output_shape=tf.stack([height, width]),
         fill_value=0.0,
         interpolation="BILINEAR",
-        fill_mode="NEAREST",
+        fill_mode=fill_mode.upper(),
     )
 
 
@@ -100,6 +101,8 @@ def augmenter(config: AugmentationConfig, seed: int):
     """Batch -> augmented batch, as the seed's ImageDataGenerator (rotation in degrees, shifts and zoom as
     fractions, shear in radians as Keras 2.0 read it), with Keras 3 preprocessing layers in tf.data."""
     fill = config.fill_mode
+    if fill not in FILL_MODES:
+        raise ValueError(f"params 'methods.augmentation.fill_mode' must be one of {FILL_MODES}. Received: {fill!r}")
     layers: list[keras.Layer] = []
     if config.rotation:
         layers.append(keras.layers.RandomRotation(config.rotation / 360.0, fill_mode=fill, seed=seed))
@@ -112,13 +115,11 @@ def augmenter(config: AugmentationConfig, seed: int):
         layers.append(keras.layers.RandomZoom(zoom, zoom, fill_mode=fill, seed=seed + 2))
     if config.horizontal_flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 3))
-    if config.shear and fill != "nearest":
-        raise ValueError(f"The shear fills with the nearest pixel only. Received: fill_mode={fill!r}")
 
     def augment(images: tf.Tensor) -> tf.Tensor:
         for layer in layers:
             images = layer(images, training=True)
-        return seed_shear(images, config.shear) if config.shear else images
+        return seed_shear(images, config.shear, fill) if config.shear else images
 
     return augment
 
