@@ -105,7 +105,7 @@ def heatmap_figure(cam: GradCam, image: np.ndarray, classes: list[str], title: s
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.25]})
     shown = left.imshow(cam.heatmap, cmap="jet", vmin=0, vmax=1, interpolation="nearest")
     size = f"{cam.layer}, {cam.heatmap.shape[0]}x{cam.heatmap.shape[1]}"
-    empty = "" if cam.heatmap.max() > 0 else f": all zero, no positive evidence for {classes[cam.class_index]}"
+    empty = "" if cam.heatmap.max() > 0 else f"\nall zero: no positive evidence for {classes[cam.class_index]}"
     left.set_title(f"heatmap ({size}){empty}", fontsize=11)
     figure.colorbar(shown, ax=left, fraction=0.046, pad=0.03)
     right.imshow(image)
