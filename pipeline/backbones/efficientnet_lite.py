@@ -236,7 +236,7 @@ EFFICIENTNET_LITE0 = register(
         fetch_imagenet=fetch_imagenet_weights,
         default_input_size=150,
         default_pooling="avg",
-        gradcam_layer="top_conv",
+        gradcam_layer="top_activation",
         finetune_from="block15_expand_conv",
         cpu_bfloat16=False,  # measured here: bf16 slower than fp32 on CPU (depthwise convs)
     )
