@@ -80,23 +80,17 @@ class ChunkPool:
 
     def add(self, features: np.ndarray, keys: list[str], dtype: str) -> Path:
         """Write a new chunk atomically and index its rows; its name is derived from its keys."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256((self.fingerprint + "".join(keys)).encode()).hexdigest()
-        name = f"chunk-{digest[:20]}-{len(keys)}.h5"  # never the name of another recipe's chunk
-        path = self.folder / name
-        tmp = path.with_name(path.name + ".partial")
-        stored = features.astype(dtype, copy=False)
-        with h5py.File(tmp, "w") as handle:
-            handle.create_dataset("features", data=stored)
-            handle.create_dataset("keys", data=np.array(keys, dtype=object), dtype=STRING)
-            handle.attrs["fingerprint"] = self.fingerprint
-            handle.attrs["checksum"] = chunk_checksum(stored, keys)
-        os.replace(tmp, path)
-        self.feature_shape = self.feature_shape or tuple(stored.shape[1:])
-        self.rows_per_chunk[name] = len(keys)
+        path = write_chunk(self.folder, self.fingerprint, features, keys, dtype)
+        self.feature_shape = self.feature_shape or tuple(features.shape[1:])
+        self.rows_per_chunk[path.name] = len(keys)
         for row, key in enumerate(keys):
-            self.refs.setdefault(key, RowRef(name, row))
+            self.refs.setdefault(key, RowRef(path.name, row))
         return path
+
+    def adopt(self, name: str) -> None:
+        """Index a chunk that another process (a Ray actor) wrote into this pool's folder."""
+        if name not in self.rows_per_chunk:
+            self._index_chunk(self.folder / name)
 
     def unreferenced(self, used: set[str]) -> list[Path]:
         """Chunk files no row of `used` points into, plus chunks of another fingerprint."""
@@ -106,6 +100,22 @@ class ChunkPool:
         """Temporary files a killed run left behind."""
         for tmp in self.folder.glob("*.partial") if self.folder.is_dir() else []:
             tmp.unlink()
+
+
+def write_chunk(folder: Path, fingerprint: str, features: np.ndarray, keys: list[str], dtype: str) -> Path:
+    """Write one chunk under a temporary name, then rename it: readers only ever see whole chunks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256((fingerprint + "".join(keys)).encode()).hexdigest()
+    path = folder / f"chunk-{digest[:20]}-{len(keys)}.h5"  # never the name of another recipe's chunk
+    tmp = path.with_name(path.name + ".partial")
+    stored = features.astype(dtype, copy=False)
+    with h5py.File(tmp, "w") as handle:
+        handle.create_dataset("features", data=stored)
+        handle.create_dataset("keys", data=np.array(keys, dtype=object), dtype=STRING)
+        handle.attrs["fingerprint"] = fingerprint
+        handle.attrs["checksum"] = chunk_checksum(stored, keys)
+    os.replace(tmp, path)
+    return path
 
 
 def verify_chunk(path: Path, fingerprint: str) -> list[str]:
