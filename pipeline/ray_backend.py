@@ -57,7 +57,7 @@ def check_settings(settings: RayConfig) -> None:
 
 
 class FeaturizeActor:
-    """One Ray actor: builds the conv base once, then turns each block of (key, path) rows into a chunk."""
+    """One Ray actor: builds the conv base once, then turns each row (one chunk's keys and paths) into a chunk."""
 
     def __init__(
         self, backbone: str, backbone_config: BackboneConfig, config: FeaturizeConfig, recipe: dict, folder: str
