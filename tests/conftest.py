@@ -30,6 +30,19 @@ def sample_images(per_class: int, classes: tuple[str, ...] = ("cat", "dog"), sta
         }
 
 
+def make_split(root: Path, per_class: int, train: int, validation: int, test: int) -> Path:
+    """Real sample JPEGs in root/images, split into root/split by the split stage; returns the manifest."""
+    from pipeline.config import SplitConfig
+    from pipeline.split import split
+
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for name, data in sample_images(per_class).items():
+        (images / name).write_bytes(data)
+    split(images, root / "split", SplitConfig(train=train, validation=validation, test=test))
+    return root / "split" / "manifest.csv"
+
+
 def write_zip(path: Path, files: dict[str, bytes], prefix: str = "train/") -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in files.items():

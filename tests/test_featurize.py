@@ -5,23 +5,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import sample_images
+from conftest import make_split
 
-from pipeline.config import SPLITS, BackboneConfig, FeaturizeConfig, SplitConfig
+from pipeline.config import SPLITS, BackboneConfig, FeaturizeConfig
 from pipeline.featurize import featurize, image_batches
-from pipeline.split import read_manifest, split
+from pipeline.split import read_manifest
 from pipeline.store import FeatureStore, partial_path
 
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fz")
-    images = root / "images"
-    images.mkdir()
-    for name, data in sample_images(8).items():
-        (images / name).write_bytes(data)
-    split(images, root / "split", SplitConfig(train=4, validation=2, test=2))
-    return root / "split" / "manifest.csv"
+    return make_split(tmp_path_factory.mktemp("fz"), 8, train=4, validation=2, test=2)
 
 
 @pytest.fixture(scope="module")

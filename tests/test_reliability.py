@@ -11,10 +11,8 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
-from conftest import TINY_PARAMS, make_project, run, sample_images, tool_env, write_zip
+from conftest import TINY_PARAMS, make_project, make_split, run, sample_images, tool_env, write_zip
 
-from pipeline.config import SplitConfig
-from pipeline.split import split
 from pipeline.store import chunk_folder
 from pipeline.verify import verify
 
@@ -45,11 +43,7 @@ def kill_after_chunks(root: Path, store: Path, chunks: int) -> None:
 
 @pytest.fixture()
 def project(tmp_path: Path) -> Path:
-    images = tmp_path / "data" / "images"
-    images.mkdir(parents=True)
-    for name, data in sample_images(60).items():
-        (images / name).write_bytes(data)
-    split(images, tmp_path / "data" / "split", SplitConfig(30, 15, 15))
+    make_split(tmp_path / "data", 60, 30, 15, 15)
     params = {
         "featurize": {"backbones": ["vgg16"], "batch_size": 8, "chunk_rows": 8},
         "backbones": {"vgg16": {"weights": "none", "input_size": 64}},

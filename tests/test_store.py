@@ -5,25 +5,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import sample_images
+from conftest import make_split
 
-from pipeline.config import BackboneConfig, FeaturizeConfig, SplitConfig
+from pipeline.config import BackboneConfig, FeaturizeConfig
 from pipeline.featurize import Shard, featurize, merge
-from pipeline.split import split
 from pipeline.store import FeatureStore, StoreError, chunk_folder
 from pipeline.verify import verify
 
 BACKBONE = BackboneConfig(weights="none", input_size=32)
 CONFIG = FeaturizeConfig(batch_size=8, chunk_rows=8)
-
-
-def make_split(root: Path, per_class: int, sizes: tuple[int, int, int]) -> Path:
-    images = root / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    for name, data in sample_images(per_class).items():
-        (images / name).write_bytes(data)
-    split(images, root / "split", SplitConfig(*sizes))
-    return root / "split" / "manifest.csv"
 
 
 def run(manifest: Path, store: Path, shard: Shard | None = None):
@@ -32,7 +22,7 @@ def run(manifest: Path, store: Path, shard: Shard | None = None):
 
 @pytest.fixture()
 def featurized(tmp_path: Path) -> tuple[Path, Path]:
-    manifest = make_split(tmp_path, 20, (10, 5, 5))
+    manifest = make_split(tmp_path, 20, 10, 5, 5)
     store = tmp_path / "features" / "vgg16.h5"
     report = run(manifest, store)
     assert report.computed == 40 and report.images == 40
@@ -42,7 +32,7 @@ def featurized(tmp_path: Path) -> tuple[Path, Path]:
 def test_adding_ten_images_computes_exactly_ten(featurized, tmp_path: Path) -> None:
     manifest, store = featurized
     before = FeatureStore(store).split("train")
-    manifest = make_split(tmp_path, 25, (12, 6, 7))  # 5 more per class: 10 new images
+    manifest = make_split(tmp_path, 25, 12, 6, 7)  # 5 more per class: 10 new images
     report = run(manifest, store)
     assert report.computed == 10 and report.images == 50
     after = FeatureStore(store).split("train")
@@ -53,7 +43,7 @@ def test_adding_ten_images_computes_exactly_ten(featurized, tmp_path: Path) -> N
 
 def test_removing_images_drops_their_rows(featurized, tmp_path: Path) -> None:
     manifest, store = featurized
-    manifest = make_split(tmp_path, 20, (4, 2, 2))
+    manifest = make_split(tmp_path, 20, 4, 2, 2)
     (tmp_path / "images" / "cat.19.jpg").unlink()
     report = run(manifest, store)
     assert report.computed == 0
@@ -94,7 +84,7 @@ def test_shards_then_merge_equal_the_local_path(featurized, tmp_path: Path) -> N
 
 
 def test_merge_refuses_missing_shards(tmp_path: Path) -> None:
-    manifest = make_split(tmp_path, 20, (10, 5, 5))
+    manifest = make_split(tmp_path, 20, 10, 5, 5)
     store = tmp_path / "features" / "vgg16.h5"
     run(manifest, store, Shard(0, 2))
     with pytest.raises(StoreError, match=r"20 of 40 images have no features"):
@@ -133,7 +123,7 @@ def test_verify_catches_missing_chunk_and_nan(featurized) -> None:
 
 def test_verify_catches_manifest_mismatch(featurized, tmp_path: Path) -> None:
     _, store = featurized
-    other = make_split(tmp_path / "other", 20, (9, 5, 6))
+    other = make_split(tmp_path / "other", 20, 9, 5, 6)
     problems = verify(store, other)
     assert any(p.startswith("train: ids differ") for p in problems)
 
@@ -142,7 +132,7 @@ def test_reader_keeps_the_previous_version_during_an_update(featurized, tmp_path
     manifest, store = featurized
     with h5py.File(store, "r") as old:
         rows_before = old["train"]["features"].shape[0]
-        manifest = make_split(tmp_path, 25, (12, 6, 7))
+        manifest = make_split(tmp_path, 25, 12, 6, 7)
         run(manifest, store)
         assert old["train"]["features"].shape[0] == rows_before
         assert np.isfinite(old["train"]["features"][...]).all()
