@@ -1,19 +1,25 @@
-"""Heads trained on cached features, by name. Adding one is an entry in HEADS."""
+"""Heads trained on cached features, by name. Adding one is an entry in HEADS.
+
+Builders are imported when asked for, so a scikit-learn head's stages never pay for importing TensorFlow.
+"""
 
 from __future__ import annotations
 
-from pipeline.heads.base import Head, HeadBuilder, TrainingData
-from pipeline.heads.dense import DenseHeadBuilder
-from pipeline.heads.logreg import LogRegHeadBuilder
+from importlib import import_module
 
-HEADS: dict[str, HeadBuilder] = {"dense": DenseHeadBuilder(), "logreg": LogRegHeadBuilder()}
+from pipeline.heads.base import Head, HeadBuilder, TrainingData
+
+HEADS: dict[str, str] = {
+    "dense": "pipeline.heads.dense:DenseHeadBuilder",
+    "logreg": "pipeline.heads.logreg:LogRegHeadBuilder",
+}
 
 
 def get_head(name: str) -> HeadBuilder:
-    try:
-        return HEADS[name]
-    except KeyError:
-        raise ValueError(f"Unknown head. Received: head={name!r}. Known: {sorted(HEADS)}") from None
+    if name not in HEADS:
+        raise ValueError(f"Unknown head. Received: head={name!r}. Known: {sorted(HEADS)}")
+    module, builder = HEADS[name].split(":")
+    return getattr(import_module(module), builder)()
 
 
 __all__ = ["HEADS", "Head", "HeadBuilder", "TrainingData", "get_head"]
