@@ -187,7 +187,7 @@ def compute_local(
     pool: ChunkPool,
 ) -> tuple[int, ...]:
     """The local backend: tf.data decodes, the conv base runs here, rows go to the pool chunk by chunk."""
-    model = spec.conv_base(backbone_config.input_size, weights, recipe["precision"])
+    model = spec.inference_base(backbone_config.input_size, weights, recipe["precision"])
     batches = image_batches(paths, backbone_config.input_size, config.resize, config.batch_size, spec.preprocess)
     with tqdm(total=len(keys), desc=f"featurize {spec.name}", unit="img", disable=None) as bar:
         for features, chunk_keys in group_rows(run_model(model, batches, bar), keys, config.chunk_rows):

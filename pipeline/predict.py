@@ -34,7 +34,8 @@ def conv_base_of_store(
             f"The weights in params ({backbone_config.weights}) differ from those that made {store_path} "
             f"({store.attrs['weights']}); re-run `dvc repro` so the head matches the conv base."
         )
-    return store, spec, spec.conv_base(int(store.attrs["input_size"]), weights)
+    precision = store.attrs.get("precision", "float32")
+    return store, spec, spec.inference_base(int(store.attrs["input_size"]), weights, precision)
 
 
 def predict(

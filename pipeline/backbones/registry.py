@@ -10,6 +10,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from pipeline.backbones.folding import fold_batchnorm
+
 RANDOM_INIT_SEED = 0
 
 
@@ -88,6 +90,10 @@ class BackboneSpec:
             keras.config.set_dtype_policy(previous)
         model.trainable = False
         return model
+
+    def inference_base(self, input_size: int, weights: ResolvedWeights, precision: str = "float32") -> keras.Model:
+        """The conv base for feature extraction: frozen, with BatchNormalization folded into the convolutions."""
+        return fold_batchnorm(self.conv_base(input_size, weights, precision))
 
 
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}

@@ -63,7 +63,7 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
         raise StoreError(f"{plain.path} has classes {plain.classes}, the split {train.classes}. Re-run featurize.")
     size, resize = int(plain.attrs["input_size"]), str(plain.attrs["resize"])
     precision = plain.attrs.get("precision")  # compute like the plain store did, where it records how
-    base = spec.conv_base(size, weights, precision) if precision else spec.conv_base(size, weights)
+    base = spec.inference_base(size, weights, precision) if precision else spec.inference_base(size, weights)
     infer = tf.function(lambda x: tf.cast(base(x, training=False), tf.float32))
     tf.keras.utils.set_random_seed(config.methods.seed)
     augment = augmenter(config.methods.augmentation, config.methods.seed)
