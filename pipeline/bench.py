@@ -141,7 +141,7 @@ def bench(
 ) -> list[str]:
     """Run both paths on the same images and return the report's lines."""
     spec = get_backbone(backbone)
-    precision = resolve_precision(precision, spec)
+    precision = resolve_precision(precision)
     flops = model_flops(spec.conv_base(size, spec.resolve_weights("none")))
     lines = [f"backbone {backbone} at {size} px: {flops / 1e9:.2f} GFLOP per image (random weights: same cost)"]
     rates = {"float32": gemm_gflops(tf.float32), "bfloat16": gemm_gflops(tf.bfloat16)}

@@ -108,7 +108,7 @@ def feature_recipe(spec: BackboneSpec, weights: ResolvedWeights, input_size: int
         "resize": config.resize,
         "preprocessing": spec.preprocessing,
         "storage_dtype": config.storage_dtype,
-        "precision": resolve_precision(config.precision, spec),
+        "precision": resolve_precision(config.precision),
     }
 
 

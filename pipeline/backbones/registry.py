@@ -55,7 +55,6 @@ class BackboneSpec:
     default_pooling: str
     gradcam_layer: str
     finetune_from: str
-    cpu_bfloat16: bool = True  # whether bf16 beats fp32 on CPUs with native bf16 (depthwise convs may not)
 
     def resolve_weights(self, weights: str) -> ResolvedWeights:
         """Turn a params value (imagenet | none | path) into a local file and its sha256."""
@@ -100,15 +99,12 @@ PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mi
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def resolve_precision(precision: str, spec: BackboneSpec) -> str:
-    """'auto' is bfloat16 on a GPU, or on a CPU with native bf16 (AVX512_BF16, AMX) where the backbone gains
-    from it; else float32."""
+def resolve_precision(precision: str) -> str:
+    """'auto' is bfloat16 on a GPU or a CPU with native bf16 (AVX512_BF16, AMX), else float32."""
     if precision != "auto":
         return precision
     if tf.config.list_physical_devices("GPU"):
         return "bfloat16"
-    if not spec.cpu_bfloat16:
-        return "float32"
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
