@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 from pipeline.heads.base import TrainingData, check_params
 from pipeline.heads.pooling import pool, resolve_pooling
@@ -60,9 +58,20 @@ def log_fit_quality(live: Any, head: LogRegHead, data: TrainingData) -> None:
     live.next_step()
 
 
+def standardization(x: np.ndarray, enabled: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation of the train split (constant features keep scale 1)."""
+    if not enabled:
+        return np.zeros(x.shape[1]), np.ones(x.shape[1])
+    scale = x.std(axis=0)
+    scale[scale < 10 * np.finfo(scale.dtype).eps] = 1.0
+    return x.mean(axis=0), scale
+
+
 def fit_one(
     x: np.ndarray, y: np.ndarray, c: float, max_iter: int, seed: int, mean: np.ndarray, scale: np.ndarray, pooling: str
 ) -> LogRegHead:
+    from sklearn.linear_model import LogisticRegression  # here: loading a head for evaluate/predict needs numpy only
+
     model = LogisticRegression(C=c, max_iter=max_iter, random_state=seed).fit((x - mean) / scale, y)
     return LogRegHead(model.coef_, model.intercept_, mean, scale, pooling, c)
 
@@ -79,9 +88,7 @@ class LogRegHeadBuilder:
         p = {**DEFAULTS, **params}
         pooling = resolve_pooling(p["pooling"], data.default_pooling)
         x_train = pool(data.x_train, pooling)
-        scaler = StandardScaler(with_mean=p["standardize"], with_std=p["standardize"]).fit(x_train)
-        mean = scaler.mean_ if p["standardize"] else np.zeros(x_train.shape[1])
-        scale = scaler.scale_ if p["standardize"] else np.ones(x_train.shape[1])
+        mean, scale = standardization(x_train, p["standardize"])
         candidates = C_GRID if p["C"] == "auto" else (float(p["C"]),)
         fits = [fit_one(x_train, data.y_train, c, p["max_iter"], seed, mean, scale, pooling) for c in candidates]
         head = max(fits, key=lambda h: (validation_accuracy(h, data), -h.C))  # ties: the stronger regularization
