@@ -27,6 +27,11 @@ class ChunkError(ValueError):
     """A chunk file is unreadable or does not hold what its checksum says."""
 
 
+def read_strings(dataset: h5py.Dataset) -> list[str]:
+    """A string dataset (ids, keys, chunk names) as Python strings."""
+    return list(dataset.asstr()[()])
+
+
 def fingerprint(recipe: dict[str, Any]) -> str:
     """A stable hash of everything that determines a feature row besides the image itself."""
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
@@ -66,7 +71,7 @@ class ChunkPool:
                 if handle.attrs.get("fingerprint") != self.fingerprint:
                     self.stale.append(path)
                     return
-                keys = [k.decode() if isinstance(k, bytes) else k for k in handle["keys"][...]]
+                keys = read_strings(handle["keys"])
                 self.feature_shape = self.feature_shape or tuple(handle["features"].shape[1:])
         except (OSError, KeyError) as err:
             raise ChunkError(f"Unreadable chunk {path}: {err}. Delete it; the next run recomputes its rows.") from err
@@ -123,7 +128,7 @@ def verify_chunk(path: Path, fingerprint: str) -> list[str]:
     try:
         with h5py.File(path, "r") as handle:
             features = handle["features"][...]
-            keys = [k.decode() if isinstance(k, bytes) else k for k in handle["keys"][...]]
+            keys = read_strings(handle["keys"])
             recorded_fingerprint = handle.attrs.get("fingerprint")
             recorded = handle.attrs.get("checksum")
     except (OSError, KeyError) as err:

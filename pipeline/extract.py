@@ -9,6 +9,7 @@ import stat
 import zipfile
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -108,16 +109,28 @@ def folder_images(folder: Path, report: ExtractReport) -> Iterator[tuple[str, Pa
             report.skipped.append(str(path.relative_to(folder)))
 
 
+@contextmanager
+def staged_folder(out_dir: Path) -> Iterator[Path]:
+    """A fresh sibling folder to fill; it replaces `out_dir` only if the block completes, else it is removed."""
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+
+
 def extract(raw: Path, out_dir: Path) -> ExtractReport:
     """Write every training image of `raw` flat into `out_dir`; says how many, and which image files it skipped."""
     if not raw.exists():
         raise ExtractError(f"Raw data not found at {raw}. {KAGGLE_HINT}")
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     report = ExtractReport()
     seen: set[str] = set()
-    try:
+    with staged_folder(out_dir) as staging:
         if raw.is_dir():
             for name, path in folder_images(raw, report):
                 report.count += _write_once(staging, name, path.read_bytes(), seen, raw)
@@ -127,11 +140,6 @@ def extract(raw: Path, out_dir: Path) -> ExtractReport:
                     report.count += _write_once(staging, name, data, seen, raw)
         if report.count == 0:
             raise ExtractError(f"No images named <class>.<n>.<ext> (e.g. cat.0.jpg) found in {raw}. {KAGGLE_HINT}")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
     return report
 
 

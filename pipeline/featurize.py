@@ -141,8 +141,12 @@ def featurize(
     manifest: Path,
     out_path: Path,
     shard: Shard | None = None,
+    compute_missing: bool = True,
 ) -> FeaturizeReport:
-    """Compute the rows no chunk holds yet (of one shard, or all), then write the index unless sharded."""
+    """Compute the rows no chunk holds yet (of one shard, or all), then write the index unless sharded.
+
+    With compute_missing=False (`store merge`) nothing is computed: missing rows are an error.
+    """
     spec = get_backbone(backbone)
     weights = spec.resolve_weights(backbone_config.weights)
     recipe = feature_recipe(spec, weights, backbone_config.input_size, config)
@@ -152,6 +156,11 @@ def featurize(
     pool.remove_partials()
     wanted = list(dict.fromkeys(row.sha256 for row in rows))
     missing = pool.missing(shard.select(wanted) if shard else wanted)
+    if missing and not compute_missing:
+        raise StoreError(
+            f"Cannot merge {out_path}: {len(missing)} of {len(wanted)} images have no features in "
+            f"{pool.folder} yet. Run the missing shards (`python -m pipeline featurize {backbone} --shard i/n`)."
+        )
     start = time.perf_counter()
     shape = pool.feature_shape
     if missing:
@@ -210,18 +219,7 @@ def merge(
     backbone: str, backbone_config: BackboneConfig, config: FeaturizeConfig, manifest: Path, out_path: Path
 ) -> FeaturizeReport:
     """Index the rows that shards computed; an error counts the images no shard has computed yet."""
-    spec = get_backbone(backbone)
-    weights = spec.resolve_weights(backbone_config.weights)
-    rows = read_manifest(manifest)
-    recipe = feature_recipe(spec, weights, backbone_config.input_size, config)
-    pool = ChunkPool(chunk_folder(out_path), fingerprint(recipe))
-    missing = pool.missing(row.sha256 for row in rows)
-    if missing:
-        raise StoreError(
-            f"Cannot merge {out_path}: {len(missing)} of {len(rows)} images have no features in "
-            f"{pool.folder} yet. Run the missing shards (`python -m pipeline featurize {backbone} --shard i/n`)."
-        )
-    return featurize(backbone, backbone_config, config, manifest, out_path)
+    return featurize(backbone, backbone_config, config, manifest, out_path, compute_missing=False)
 
 
 def run_model(model: keras.Model, batches: tf.data.Dataset, bar: tqdm) -> Iterator[np.ndarray]:

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import re
-import shutil
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from pipeline.config import SPLITS, SplitConfig
-from pipeline.extract import CLASS_NAME, IMAGE_NAME
+from pipeline.extract import CLASS_NAME, IMAGE_NAME, staged_folder
 from pipeline.images import check_file, pillow_limits
 
 MANIFEST_FIELDS = ("path", "class", "split", "sha256")
@@ -288,16 +287,8 @@ def split(images_dir: Path, out_dir: Path, config: SplitConfig) -> SplitResult:
     by_class, rejects = index_images(images_dir)
     images = sum(map(len, by_class.values())) + len(rejects)  # rejects so far: the duplicates
     check_counts({cls: len(files) for cls, files in by_class.items()}, config.sizes())
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_folder(out_dir) as staging:
         result = fill(by_class, config, staging, rejects)
         result.images = images
         write_split(result, staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
     return result

@@ -19,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from pipeline.chunks import STRING, ChunkPool, RowRef
+from pipeline.chunks import STRING, ChunkPool, RowRef, read_strings
 
 FORMAT_VERSION = 2
 
@@ -119,7 +119,7 @@ class FeatureStore:
             raise StoreError(f"Feature store not found: {path}. Run `dvc repro` (the featurize stage) first.")
         self.path = path
         with h5py.File(path, "r") as handle:
-            self.attrs = {key: _decode_attr(value) for key, value in handle.attrs.items()}
+            self.attrs = {key: decode_attr(value) for key, value in handle.attrs.items()}
             self.splits = [name for name in ("train", "validation", "test") if name in handle]
 
     @property
@@ -134,7 +134,7 @@ class FeatureStore:
         """Chunk files the index points to that are not on disk (e.g. not pulled yet)."""
         folder = chunk_folder(self.path)
         with h5py.File(self.path, "r") as handle:
-            names = {c.decode() if isinstance(c, bytes) else c for s in self.splits for c in handle[s]["chunk"][...]}
+            names = {name for split in self.splits for name in read_strings(handle[split]["chunk"])}
         return sorted(name for name in names if not (folder / name).is_file())
 
     def split(self, name: str) -> SplitData:
@@ -152,11 +152,11 @@ class FeatureStore:
             return SplitData(
                 features=group["features"][...].astype(np.float32, copy=False),
                 labels=group["labels"][...],
-                ids=[i.decode() if isinstance(i, bytes) else i for i in group["ids"][...]],
+                ids=read_strings(group["ids"]),
             )
 
 
-def _decode_attr(value: Any) -> Any:
+def decode_attr(value: Any) -> Any:
     if isinstance(value, bytes):
         value = value.decode()
     if isinstance(value, str) and value[:1] in "[{":

@@ -7,16 +7,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline.chunks import verify_chunk
+from pipeline.chunks import read_strings, verify_chunk
 from pipeline.split import classes_of, read_manifest
 from pipeline.store import FeatureStore, StoreError, chunk_folder
 
 REQUIRED_ATTRS = ("backbone", "weights", "weights_sha256", "input_size", "fingerprint", "feature_shape", "classes")
 SPLIT_DATASETS = ("features", "labels", "ids", "keys", "chunk", "row")
-
-
-def _strings(dataset: h5py.Dataset) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else v for v in dataset[...]]
 
 
 def check_schema(store: FeatureStore, handle: h5py.File) -> list[str]:
@@ -46,7 +42,7 @@ def check_manifest(store: FeatureStore, handle: h5py.File, manifest: Path) -> li
         if split not in store.splits:
             problems.append(f"{split}: missing from the store ({len(expected)} images in the manifest)")
             continue
-        ids, keys = _strings(handle[split]["ids"]), _strings(handle[split]["keys"])
+        ids, keys = read_strings(handle[split]["ids"]), read_strings(handle[split]["keys"])
         if ids != [row.path for row in expected]:
             extra, absent = set(ids) - {r.path for r in expected}, {r.path for r in expected} - set(ids)
             problems.append(
@@ -63,7 +59,7 @@ def check_rows(store: FeatureStore, handle: h5py.File) -> list[str]:
     folder = chunk_folder(store.path)
     missing = store.missing_chunks()
     problems = [f"chunk file missing: {folder / name}" for name in missing]
-    used = sorted({c for split in store.splits for c in _strings(handle[split]["chunk"])} - set(missing))
+    used = sorted({c for split in store.splits for c in read_strings(handle[split]["chunk"])} - set(missing))
     for name in used:
         problems += verify_chunk(folder / name, store.attrs.get("fingerprint", ""))
     if not missing:

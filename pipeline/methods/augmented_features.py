@@ -20,9 +20,10 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.backbones import get_backbone
+from pipeline.chunks import read_strings
 from pipeline.config import Config
 from pipeline.methods.common import augmenter, check_positive, image_dataset, read_split
-from pipeline.store import FeatureStore, StoreError
+from pipeline.store import FeatureStore, StoreError, decode_attr
 
 STRING = h5py.string_dtype("utf-8")
 GROUP = "train"
@@ -126,11 +127,8 @@ def read_augmented(path: Path) -> AugmentedRows:
         missing = [key for key in ("features", "labels", "ids", "pass_index") if f"{GROUP}/{key}" not in handle]
         if missing:
             raise StoreError(f"{path} is not an augmented feature file: group '{GROUP}' lacks {missing}.")
-        attrs = {
-            key: json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
-            for key, value in handle.attrs.items()
-        }
+        attrs = {key: decode_attr(value) for key, value in handle.attrs.items()}
         group = handle[GROUP]
-        ids = [i.decode() if isinstance(i, bytes) else i for i in group["ids"][...]]
+        ids = read_strings(group["ids"])
         features = group["features"][...].astype(np.float32, copy=False)
         return AugmentedRows(features, group["labels"][...], ids, group["pass_index"][...], attrs)
