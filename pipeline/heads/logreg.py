@@ -50,11 +50,12 @@ class LogRegHead:
 
 def log_fit_quality(live: Any, head: LogRegHead, data: TrainingData) -> None:
     """One step of the curves the dense head logs per epoch: accuracy and loss on train and validation."""
+    from pipeline.evaluate import score  # the test metrics' own arithmetic, for the train/validation curves
+
     for split, x, y in (("train", data.x_train, data.y_train), ("validation", data.x_val, data.y_val)):
-        probabilities = head.predict_proba(x)
-        picked = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0)
-        live.log_metric(f"{split}/accuracy", float((probabilities.argmax(axis=1) == y).mean()))
-        live.log_metric(f"{split}/loss", float(-np.log(picked).mean()))
+        result = score(head.predict_proba(x), y, len(data.classes))
+        live.log_metric(f"{split}/accuracy", result.accuracy)
+        live.log_metric(f"{split}/loss", result.loss)
     live.next_step()
 
 
