@@ -1,4 +1,4 @@
-# Two commands on a fresh machine: `make run` (set up, then `dvc repro`) and `make test`.
+# Two commands on a fresh machine: `make run` (set up, preflight, then `dvc repro`) and `make test`.
 # Both create the virtualenv .venv on first use and re-install when pyproject.toml changes.
 PYTHON ?= python3
 VENV := .venv
@@ -12,8 +12,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The preflight (`python -m pipeline doctor`) stops the run only when nothing could run (exit 2: no raw data);
+# otherwise `dvc repro --keep-going` computes every branch whose inputs exist, and a failed run ends with
+# one list of the stages that did not run and the fix for each.
 run: $(VENV)/.installed
-	PATH="$(BIN):$$PATH" dvc repro $(ARGS)
+	@export PATH="$(BIN):$$PATH"; \
+	python -m pipeline doctor; doctor=$$?; \
+	if [ $$doctor -ge 2 ]; then exit $$doctor; fi; \
+	dvc repro --keep-going $(ARGS); repro=$$?; \
+	if [ $$repro -ne 0 ]; then python -m pipeline doctor --pending; exit $$repro; fi
 
 test: $(VENV)/.installed
 	PATH="$(BIN):$$PATH" python -m ruff check pipeline tests

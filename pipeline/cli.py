@@ -25,6 +25,18 @@ ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params f
 DEFAULT_PARAMS = Path("params.yaml")
 
 
+@app.callback()
+def options(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Keep TensorFlow's startup and absl log lines on stderr (or set PIPELINE_VERBOSE=1)."
+        ),
+    ] = False,
+) -> None:
+    """Precomputed feature store for small-data image classification with pretrained convnets."""
+
+
 @app.command()
 def extract(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Unpack the raw archive (or folder) named by paths.raw into paths.images."""
@@ -214,7 +226,37 @@ def bench(
         typer.echo(line)
 
 
-def main() -> None:
-    from pipeline.errors import run_with_clean_errors
+@app.command()
+def doctor(
+    pending: Annotated[
+        bool, typer.Option("--pending", help="After `dvc repro --keep-going`: list the stages that did not run.")
+    ] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Check that a run can succeed here: raw data, each backbone's weights, disk, GPU and bfloat16.
 
+    Exit 0: ready; 1: some backbones' stages cannot run (the rest can); 2: nothing can run."""
+    from pipeline.doctor import diagnose, exit_code, format_findings, pending_report, stale_stages, verdict
+
+    config = load_config(params)
+    if pending:
+        stages = stale_stages()
+        for line in pending_report(config, stages):
+            typer.echo(line, err=True)
+        raise typer.Exit(1 if stages else 0)
+    findings = diagnose(config)
+    typer.echo("doctor: can the pipeline run here?")
+    for line in format_findings(findings):
+        typer.echo(line)
+    typer.echo(f"doctor: {verdict(findings)}")
+    raise typer.Exit(exit_code(findings))
+
+
+def main() -> None:
+    import sys
+
+    from pipeline.errors import run_with_clean_errors
+    from pipeline.quiet import silence_tensorflow_noise
+
+    silence_tensorflow_noise(sys.argv[1:])
     run_with_clean_errors(app)

@@ -46,7 +46,8 @@ class Paths:
         return self.models / backbone / head
 
     def curves_dir(self, backbone: str, head: str) -> Path:
-        return self.curves / backbone / head
+        """Head first: one top-level plot in dvc.yaml per head draws every backbone's curves on its x axis."""
+        return self.curves / head / backbone
 
     def metrics_dir(self, backbone: str, head: str) -> Path:
         return self.metrics / backbone / head
@@ -206,7 +207,6 @@ def _build_methods(section: dict[str, Any] | None) -> MethodsConfig:
 class VisualizeConfig:
     """What the visualize stage pictures: activations, filter patterns, Grad-CAM (defaults: see params.yaml)."""
 
-    head: str = "dense"
     images: int = 1
     ids: tuple[str, ...] = ()
     layers: int = 8

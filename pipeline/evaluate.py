@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from dvclive import Live
 
+from pipeline.curves import confusion_png
 from pipeline.store import FeatureStore
 from pipeline.train import load_head
 
@@ -34,6 +35,11 @@ def score(probabilities: np.ndarray, labels: np.ndarray, n_classes: int) -> Eval
     return Evaluation(float((predicted == labels).mean()), float(-np.log(picked).mean()), confusion, predicted)
 
 
+def branch_metric(backbone: str, head: str) -> str:
+    """`vgg16/dense`: the test accuracy's name that no other evaluate branch shares."""
+    return f"{backbone}/{head}"
+
+
 def evaluate(store_path: Path, head: str, head_dir: Path, out_dir: Path, split: str = "test") -> Evaluation:
     """Score the trained head on one split of the store and write metrics.json and the confusion plot."""
     store = FeatureStore(store_path)
@@ -46,6 +52,8 @@ def evaluate(store_path: Path, head: str, head_dir: Path, out_dir: Path, split: 
                 f"{split}/accuracy": round(result.accuracy, 4),
                 f"{split}/loss": round(result.loss, 4),
                 f"{split}/images": result.count,
+                # the same accuracy under a name unique to this branch: a short column in `dvc exp show`
+                branch_metric(store.attrs["backbone"], head): round(result.accuracy, 4),
             }
         )
         names = np.array(store.classes)
@@ -55,4 +63,6 @@ def evaluate(store_path: Path, head: str, head_dir: Path, out_dir: Path, split: 
             names[result.predicted].tolist(),
             name="confusion_matrix.json",
         )
+    title = f"{head} on {store_path.stem}\n{split} accuracy {result.accuracy:.4f}"
+    confusion_png(result.confusion, store.classes, title, out_dir / "plots" / "sklearn" / "confusion_matrix.png")
     return result

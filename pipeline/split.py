@@ -20,12 +20,14 @@ from pathlib import Path
 from pipeline.config import SPLITS, SplitConfig
 from pipeline.extract import CLASS_NAME, IMAGE_NAME, staged_folder
 from pipeline.images import check_file, pillow_limits
+from pipeline.progress import Progress
 
 MANIFEST_FIELDS = ("path", "class", "split", "sha256")
 REJECTS_FIELDS = ("path", "reason")
 CONVERTED_FIELDS = ("path", "source", "conversion")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 WORKERS = min(8, os.cpu_count() or 1)
+PROGRESS_FROM = 2000  # images to place from which split shows its progress
 
 
 class SplitError(ValueError):
@@ -166,13 +168,16 @@ def fill(by_class: dict[str, list[Path]], config: SplitConfig, out_dir: Path, re
     converted, valid, unused = [], {}, 0
     made: set[Path] = set()
     check = partial(check_file, max_pixels=config.max_pixels)
-    with pillow_limits(config.max_pixels), ThreadPoolExecutor(WORKERS) as pool:
+    total = need * len(by_class)
+    progress = Progress(total, "split", "images", enabled=total >= PROGRESS_FROM)
+    with pillow_limits(config.max_pixels), ThreadPoolExecutor(WORKERS) as pool, progress:
         for cls in sorted(by_class):
             files, position, count = ordered(by_class[cls], config, cls), 0, 0
             while count < need and position < len(files):
                 batch = files[position : position + need - count]
                 position += len(batch)
                 for src, checked in zip(batch, pool.map(check, batch), strict=True):
+                    progress.update()
                     if checked.action == "reject":
                         rejects.append(Reject(src.name, checked.reasons[0], checked.detail))
                         continue

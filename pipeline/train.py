@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from dvclive import Live
-
+from pipeline.curves import CurveRecorder
 from pipeline.heads import HeadBuilder, TrainingData, get_head
 from pipeline.store import FeatureStore
 
@@ -33,21 +33,22 @@ def training_data(store: FeatureStore) -> TrainingData:
 def train(
     store_path: Path, head: str, params: dict[str, Any], seed: int, out_dir: Path, curves_dir: Path | None
 ) -> float:
-    """Fit and save the head under `out_dir`; returns the training time in seconds."""
+    """Fit and save the head under `out_dir` (with train.json: seconds and what the head chose); write its
+    learning curves (one TSV and PNG per metric, train and validation together) into `curves_dir`."""
     builder = get_head(head)
     data = training_data(FeatureStore(store_path))
     start = time.perf_counter()
+    curves = CurveRecorder(builder.curve_x)
+    model = builder.fit(data, params, seed, curves)
+    seconds = time.perf_counter() - start
     if curves_dir is not None:
         shutil.rmtree(curves_dir, ignore_errors=True)
-        with Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False) as live:
-            model = builder.fit(data, params, seed, live)
-            live.summary["train_seconds"] = round(time.perf_counter() - start, 3)
-    else:
-        model = builder.fit(data, params, seed, None)
-    seconds = time.perf_counter() - start
+        curves.write(curves_dir, f"{head} head on {store_path.stem} features")
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     model.save(head_file(out_dir, builder))
+    summary = {"seconds": round(seconds, 3), **curves.summary}
+    (out_dir / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
     return seconds
 
 

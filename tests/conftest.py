@@ -17,7 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SAMPLE_ZIP = SHARED / "data" / "dogs-vs-cats-sample" / "train.zip"
 MNIST_DIR = SHARED / "data" / "mnist-t10k"
-PROJECT_FILES = ("pipeline", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", "weights", "pyproject.toml")
+PROJECT_FILES = (
+    "pipeline",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc/config",
+    ".dvcignore",
+    "weights",
+    "pyproject.toml",
+    "data/raw/.gitignore",
+)
 
 
 def sample_images(per_class: int, classes: tuple[str, ...] = ("cat", "dog"), start: int = 0) -> dict[str, bytes]:

@@ -30,11 +30,20 @@ def test_repro_end_to_end(project: Path) -> None:
         assert 0.0 <= metrics["test/accuracy"] <= 1.0
     shown = run(["dvc", "metrics", "show"], project).stdout
     assert "metrics/vgg16/dense/metrics.json" in shown and "metrics/vgg16/logreg/metrics.json" in shown
-    curves = project / "dvclive" / "vgg16" / "dense" / "plots" / "metrics" / "validation" / "accuracy.tsv"
-    assert len(curves.read_text().splitlines()) == 1 + TINY_PARAMS["heads.dense.epochs"]
+    curves = project / "dvclive" / "dense" / "vgg16" / "accuracy.tsv"
+    lines = curves.read_text().splitlines()
+    assert lines[0] == "epoch\ttrain\tvalidation" and len(lines) == 1 + TINY_PARAMS["heads.dense.epochs"]
+    c_curve = (project / "dvclive" / "logreg" / "vgg16" / "accuracy.tsv").read_text().splitlines()
+    assert c_curve[0] == "log10_C\ttrain\tvalidation" and len(c_curve) == 1 + 5  # every C that C: auto tried
+    for png in ("dvclive/dense/vgg16/loss.png", "metrics/vgg16/logreg/plots/sklearn/confusion_matrix.png"):
+        assert (project / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert metrics["vgg16/logreg"] == metrics["test/accuracy"]  # the branch's own column in `dvc exp show`
     assert run(["dvc", "status"], project).stdout.strip() == "Data and pipelines are up to date."
-    plots = run(["dvc", "plots", "show", "--json"], project).stdout
-    assert "confusion_matrix.json" in plots and "accuracy.tsv" in plots
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)["data"]
+    assert "metrics/vgg16/dense/plots/sklearn/confusion_matrix.json" in plots
+    curve = plots["dvclive/dense/vgg16/accuracy.tsv"][0]["content"]  # a top-level plot: train and validation
+    assert {point["field"] for point in curve["data"]["values"]} == {"train", "validation"}
+    assert plots["dvclive/logreg/vgg16/accuracy.tsv"][0]["content"]["encoding"]["x"]["field"] == "log10_C"
 
 
 def test_head_param_change_recomputes_no_features(project: Path) -> None:
@@ -44,7 +53,8 @@ def test_head_param_change_recomputes_no_features(project: Path) -> None:
     params["heads"]["logreg"]["C"] = 0.25
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run(["dvc", "repro"], project)
-    assert ran_stages(result.stdout) == ["train@vgg16-logreg", "evaluate@vgg16-logreg"]
+    # visualize@vgg16-logreg follows its head and only says it skips (logreg is not a Keras head)
+    assert ran_stages(result.stdout) == ["train@vgg16-logreg", "evaluate@vgg16-logreg", "visualize@vgg16-logreg"]
     assert (store.stat().st_mtime_ns, store.stat().st_ino, store.read_bytes()) == before
 
 
@@ -64,14 +74,15 @@ def test_store_info_cli(project: Path) -> None:
 
 def test_visualize_stage_renders_image_plots(project: Path) -> None:
     pictures = sorted(str(p.relative_to(project)) for p in (project / "plots" / "vgg16").rglob("*.png"))
+    assert not any((project / "plots" / "vgg16" / "logreg").iterdir())  # logreg: skipped, nothing to picture
     assert pictures == [
-        "plots/vgg16/1_gradcam/gradcam_cat.30.png",
-        "plots/vgg16/1_gradcam/gradcam_dog.30.png",
-        "plots/vgg16/2_filters/filters_block3_conv1.png",
-        "plots/vgg16/3_activations/activations_cat.30_01_block1_conv1.png",
-        "plots/vgg16/3_activations/activations_cat.30_02_block1_conv2.png",
-        "plots/vgg16/3_activations/activations_dog.30_01_block1_conv1.png",
-        "plots/vgg16/3_activations/activations_dog.30_02_block1_conv2.png",
+        "plots/vgg16/dense/1_gradcam/gradcam_cat.30.png",
+        "plots/vgg16/dense/1_gradcam/gradcam_dog.30.png",
+        "plots/vgg16/dense/2_filters/filters_block3_conv1.png",
+        "plots/vgg16/dense/3_activations/activations_cat.30_01_block1_conv1.png",
+        "plots/vgg16/dense/3_activations/activations_cat.30_02_block1_conv2.png",
+        "plots/vgg16/dense/3_activations/activations_dog.30_01_block1_conv1.png",
+        "plots/vgg16/dense/3_activations/activations_dog.30_02_block1_conv2.png",
     ]
     shown = run(["dvc", "plots", "show", "--json"], project).stdout
     assert all(picture in shown for picture in pictures)

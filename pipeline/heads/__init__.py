@@ -22,4 +22,9 @@ def get_head(name: str) -> HeadBuilder:
     return getattr(import_module(module), builder)()
 
 
-__all__ = ["HEADS", "Head", "HeadBuilder", "TrainingData", "get_head"]
+def is_keras_head(name: str) -> bool:
+    """Whether the head saves a Keras model (which visualize stacks on the conv base)."""
+    return get_head(name).file_suffix == ".keras"
+
+
+__all__ = ["HEADS", "Head", "HeadBuilder", "TrainingData", "get_head", "is_keras_head"]

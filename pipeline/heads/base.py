@@ -32,6 +32,7 @@ class Head(Protocol):
 
 class HeadBuilder(Protocol):
     file_suffix: str
+    curve_x: str  # the x axis of its learning curves: epoch, or e.g. log10_C for a search over C
 
     def fit(self, data: TrainingData, params: dict[str, Any], seed: int, live: Any) -> Head: ...
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from pipeline.heads.base import TrainingData, check_params
 from pipeline.heads.pooling import resolve_pooling
+from pipeline.progress import Progress
 
 DEFAULTS = {"pooling": "auto", "units": 256, "dropout": 0.5, "learning_rate": 2e-5, "epochs": 30, "batch_size": 20}
 
@@ -52,6 +53,7 @@ class DenseHead:
 
 class DenseHeadBuilder:
     file_suffix = ".keras"
+    curve_x = "epoch"
 
     def fit(self, data: TrainingData, params: dict[str, Any], seed: int, live: Any) -> DenseHead:
         check_params("dense", params, set(DEFAULTS))
@@ -67,7 +69,7 @@ class DenseHeadBuilder:
         )
         loss = "binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"
         model.compile(optimizer=keras.optimizers.RMSprop(p["learning_rate"]), loss=loss, metrics=["accuracy"])
-        callbacks = [LiveCurves(live)] if live is not None else []
+        callbacks = [EpochProgress(p["epochs"])] + ([LiveCurves(live)] if live is not None else [])
         model.fit(
             data.x_train,
             data.y_train,
@@ -82,6 +84,21 @@ class DenseHeadBuilder:
 
     def load(self, path: Path) -> DenseHead:
         return DenseHead(keras.saving.load_model(path, safe_mode=True))
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """Signs of life while the head trains: a bar on a terminal, a line every few epochs in a log."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.progress = Progress(epochs, "train dense", "epochs")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        shown = ("loss", "accuracy", "val_loss", "val_accuracy")
+        self.progress.update(1, ", ".join(f"{k} {logs[k]:.4f}" for k in shown if k in (logs or {})))
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.progress.close()
 
 
 class LiveCurves(keras.callbacks.Callback):

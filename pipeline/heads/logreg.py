@@ -14,6 +14,7 @@ from pipeline.heads.pooling import pool, resolve_pooling
 ARRAY_KEYS = ("coef", "intercept", "mean", "scale", "meta")
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 DEFAULTS = {"pooling": "auto", "C": "auto", "max_iter": 1000, "standardize": True}
+CURVE_X = "log10_C"  # the curves' x axis: each C tried (C: auto searches C_GRID)
 
 
 class LogRegHead:
@@ -49,9 +50,10 @@ class LogRegHead:
 
 
 def log_fit_quality(live: Any, head: LogRegHead, data: TrainingData) -> None:
-    """One step of the curves the dense head logs per epoch: accuracy and loss on train and validation."""
+    """One step of the curves per C tried (x: log10 C): accuracy and loss on train and validation."""
     from pipeline.evaluate import score  # the test metrics' own arithmetic, for the train/validation curves
 
+    live.log_metric(CURVE_X, float(np.log10(head.C)))
     for split, x, y in (("train", data.x_train, data.y_train), ("validation", data.x_val, data.y_val)):
         result = score(head.predict_proba(x), y, len(data.classes))
         live.log_metric(f"{split}/accuracy", result.accuracy)
@@ -83,6 +85,7 @@ def validation_accuracy(head: LogRegHead, data: TrainingData) -> float:
 
 class LogRegHeadBuilder:
     file_suffix = ".npz"
+    curve_x = CURVE_X
 
     def fit(self, data: TrainingData, params: dict[str, Any], seed: int, live: Any) -> LogRegHead:
         check_params("logreg", params, set(DEFAULTS))
@@ -94,7 +97,8 @@ class LogRegHeadBuilder:
         fits = [fit_one(x_train, data.y_train, c, p["max_iter"], seed, mean, scale, pooling) for c in candidates]
         head = max(fits, key=lambda h: (validation_accuracy(h, data), -h.C))  # ties: the stronger regularization
         if live is not None:
-            log_fit_quality(live, head, data)
+            for fit in fits:
+                log_fit_quality(live, fit, data)
             live.summary["C"] = head.C
         return head
 

@@ -105,11 +105,30 @@ def heatmap(
 
 
 @visualize_app.command()
-def render(backbone: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Stage visualize: every picture of BACKBONE's trained head into paths.plots/BACKBONE/ (for dvc plots)."""
-    from pipeline.visualize.render import render as run
+def render(
+    backbone: str,
+    head: Annotated[str, typer.Argument(help="A head of train.heads; a non-Keras head (logreg) is skipped.")],
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Stage visualize: every picture of BACKBONE's trained HEAD into paths.plots/BACKBONE/HEAD/ (for dvc plots)."""
+    from pipeline.heads import is_keras_head
 
     config = load_config(params)
-    report = run(backbone, config, config.paths.plots / backbone)
-    typer.echo(f"rendered {len(report.files)} PNGs for {backbone} in {report.seconds:.1f} s -> "
-               f"{config.paths.plots / backbone}")  # fmt: skip
+    out_dir = config.paths.plots / backbone / head
+    if not is_keras_head(head):
+        skip_render(out_dir)
+        typer.echo(f"visualize {backbone}/{head}: skipped, {head} is not a Keras head (the pictures need one; "
+                   f"train.heads: [dense] trains one)")  # fmt: skip
+        return
+    from pipeline.visualize.render import render as run
+
+    report = run(backbone, head, config, out_dir)
+    typer.echo(f"rendered {len(report.files)} PNGs for {backbone}/{head} in {report.seconds:.1f} s -> {out_dir}")
+
+
+def skip_render(out_dir: Path) -> None:
+    """An empty output folder: the stage's declared plots, with nothing to picture."""
+    import shutil
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)

@@ -84,13 +84,13 @@ def render_filters(backbone: str, weights: str, config: VisualizeConfig, out_dir
     return save(filters_figure(result, title), out_dir / f"filters_{slug(layer)}.png")
 
 
-def render(backbone: str, config: Config, out_dir: Path) -> RenderReport:
-    """Every picture of one backbone's trained head into `out_dir` (emptied first), in numbered folders so that
+def render(backbone: str, head: str, config: Config, out_dir: Path) -> RenderReport:
+    """Every picture of one backbone's trained Keras head into `out_dir` (emptied first), in numbered folders so that
     `dvc plots show`, which lists them by path, shows Grad-CAM first, then the filters, then the activations."""
     start = time.perf_counter()
     settings = config.visualize
     images = [config.paths.split / image for image in chosen_images(config.paths.manifest, settings)]
-    classifier = load_classifier(f"{backbone}/{settings.head}", config)
+    classifier = load_classifier(f"{backbone}/{head}", config)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     files = [render_gradcam(classifier, image, settings, out_dir / "1_gradcam") for image in images]
