@@ -110,3 +110,18 @@ def _cells(matrix):
     for row in range(matrix.shape[0]):
         for column in range(matrix.shape[1]):
             yield (row, column), int(matrix[row, column])
+
+
+def note_png(text: str, path: Path) -> Path:
+    """A small PNG holding one line of text: a plot's place when there is nothing to draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure = plt.figure(figsize=(7, 0.6), dpi=100)
+    figure.text(0.01, 0.5, text, va="center", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -74,7 +74,8 @@ def test_store_info_cli(project: Path) -> None:
 
 def test_visualize_stage_renders_image_plots(project: Path) -> None:
     pictures = sorted(str(p.relative_to(project)) for p in (project / "plots" / "vgg16").rglob("*.png"))
-    assert not any((project / "plots" / "vgg16" / "logreg").iterdir())  # logreg: skipped, nothing to picture
+    skipped = sorted(p.name for p in (project / "plots" / "vgg16" / "logreg").iterdir())
+    assert skipped == ["skipped.png"]  # logreg is not a Keras head: one PNG saying so
     assert pictures == [
         "plots/vgg16/dense/1_gradcam/gradcam_cat.30.png",
         "plots/vgg16/dense/1_gradcam/gradcam_dog.30.png",

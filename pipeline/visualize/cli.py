@@ -116,9 +116,9 @@ def render(
     config = load_config(params)
     out_dir = config.paths.plots / backbone / head
     if not is_keras_head(head):
-        skip_render(out_dir)
-        typer.echo(f"visualize {backbone}/{head}: skipped, {head} is not a Keras head (the pictures need one; "
-                   f"train.heads: [dense] trains one)")  # fmt: skip
+        note = f"visualize {backbone}/{head}: skipped, {head} is not a Keras head (the pictures need one: dense)"
+        skip_render(out_dir, note)
+        typer.echo(note)
         return
     from pipeline.visualize.render import render as run
 
@@ -126,9 +126,12 @@ def render(
     typer.echo(f"rendered {len(report.files)} PNGs for {backbone}/{head} in {report.seconds:.1f} s -> {out_dir}")
 
 
-def skip_render(out_dir: Path) -> None:
-    """An empty output folder: the stage's declared plots, with nothing to picture."""
+def skip_render(out_dir: Path, note: str) -> None:
+    """The stage's declared plots folder holding one small PNG that says why there is nothing to picture (a file,
+    so that git carries the folder to teammates and `dvc plots show` shows the reason)."""
     import shutil
 
+    from pipeline.curves import note_png
+
     shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
+    note_png(note, out_dir / "skipped.png")
