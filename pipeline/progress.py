@@ -17,7 +17,8 @@ class Progress:
         self.enabled = enabled and total > 0
         self.bar = None
         self.start = time.perf_counter()
-        self.next_line = 0
+        self.step = max(1, total // LINES_WHEN_PIPED)
+        self.next_line = self.step
         if self.enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -33,7 +34,7 @@ class Progress:
                 self.bar.set_postfix_str(note, refresh=False)
             return
         if self.done >= self.next_line or self.done >= self.total:
-            self.next_line = self.done + max(1, self.total // LINES_WHEN_PIPED)
+            self.next_line = self.done + self.step
             seconds = time.perf_counter() - self.start
             suffix = f": {note}" if note else ""
             print(f"{self.desc}: {self.done}/{self.total} {self.unit} ({seconds:.0f} s){suffix}", file=sys.stderr)

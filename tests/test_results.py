@@ -1,0 +1,73 @@
+"""Results people can read: learning-curve tables and PNGs, the confusion PNG, progress lines in a log."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import sample_images
+
+from pipeline.curves import CurveRecorder, confusion_png
+from pipeline.heads import TrainingData, get_head
+from pipeline.heads.logreg import C_GRID
+from pipeline.progress import Progress
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_curves_put_train_and_validation_in_one_table_and_png(tmp_path) -> None:
+    curves = CurveRecorder("epoch")
+    for epoch in range(3):
+        curves.log_metric("train/accuracy", 0.5 + epoch / 10)
+        curves.log_metric("validation/accuracy", 0.4 + epoch / 10)
+        curves.log_metric("train/loss", 1.0 - epoch / 10)
+        curves.log_metric("validation/loss", 1.1 - epoch / 10)
+        curves.next_step()
+    written = sorted(p.name for p in curves.write(tmp_path, "dense on vgg16"))
+    assert written == ["accuracy.png", "accuracy.tsv", "loss.png", "loss.tsv"]
+    assert (tmp_path / "accuracy.tsv").read_text().splitlines() == [
+        "epoch\ttrain\tvalidation",
+        "1\t0.5\t0.4",
+        "2\t0.6\t0.5",
+        "3\t0.7\t0.6",
+    ]
+    assert (tmp_path / "loss.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_logreg_curve_is_validation_accuracy_against_every_c_tried(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 1, 1, 8)).astype(np.float32)
+    y = (x[:, 0, 0, 0] > 0).astype(np.int64)
+    data = TrainingData(x[:40], y[:40], x[40:], y[40:], ["cat", "dog"], "avg")
+    builder = get_head("logreg")
+    curves = CurveRecorder(builder.curve_x)
+    head = builder.fit(data, {"C": "auto"}, 0, curves)
+    rows = curves.table("accuracy")
+    assert [x for x, _, _ in rows] == [float(np.log10(c)) for c in C_GRID]
+    assert all(0.0 <= validation <= 1.0 for _, _, validation in rows)
+    assert curves.summary["C"] == head.C
+
+
+def test_confusion_png(tmp_path) -> None:
+    path = confusion_png(np.array([[8, 2], [1, 9]]), ["cat", "dog"], "logreg on vgg16", tmp_path / "c.png")
+    assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_progress_prints_a_line_each_tenth_when_not_a_terminal(capsys) -> None:
+    with Progress(100, "split", "images") as progress:
+        for _ in range(100):
+            progress.update()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("split: 100/100 images")
+
+
+def test_split_reports_progress_on_large_inputs(tmp_path, capsys, monkeypatch) -> None:
+    import pipeline.split as split_module
+    from pipeline.config import SplitConfig
+
+    monkeypatch.setattr(split_module, "PROGRESS_FROM", 20)  # the same code path as 2,000 images, on 24
+    images = tmp_path / "images"
+    images.mkdir()
+    for name, data in sample_images(12).items():
+        (images / name).write_bytes(data)
+    split_module.split(images, tmp_path / "split", SplitConfig(train=8, validation=2, test=2))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and lines[-1].startswith("split: 24/24 images")
