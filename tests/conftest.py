@@ -26,6 +26,8 @@ PROJECT_FILES = (
     "weights",
     "pyproject.toml",
     "data/raw/.gitignore",
+    ".gitignore",
+    "Makefile",
 )
 
 
