@@ -31,8 +31,10 @@ def extract(params: ParamsOption = DEFAULT_PARAMS) -> None:
     from pipeline.extract import extract as run
 
     config = load_config(params)
-    report = run(config.paths.raw, config.paths.images)
-    typer.echo(f"extracted {report.count} images from {config.paths.raw} into {config.paths.images}")
+    report = run(config.paths.raw, config.paths.images, config.split.layout)
+    typer.echo(
+        f"extracted {report.count} images ({report.layout} layout) from {config.paths.raw} into {config.paths.images}"
+    )
     if report.skipped:
         shown = ", ".join(report.skipped[:5]) + (", ..." if len(report.skipped) > 5 else "")
         typer.echo(f"skipped {len(report.skipped)} image files not named <class>.<n>.<ext>: {shown}")
@@ -40,7 +42,7 @@ def extract(params: ParamsOption = DEFAULT_PARAMS) -> None:
 
 @app.command()
 def split(params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Split the images per class by file index into train/validation/test and write the manifest."""
+    """Split the images per class (natural order or seeded shuffle) into train/validation/test; write the manifest."""
     from pipeline.split import split as run
     from pipeline.split import write_metrics
 
