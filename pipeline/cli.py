@@ -118,7 +118,9 @@ def train(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) -> No
 
 @app.command()
 def evaluate(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Score the trained HEAD on BACKBONE's test features; write metrics and the confusion matrix."""
+    """Score the trained HEAD on BACKBONE's test features: metrics (per class too), confusion matrix, mistakes."""
+    import numpy as np
+
     from pipeline.evaluate import evaluate as run
 
     config = load_config(params)
@@ -127,28 +129,55 @@ def evaluate(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) ->
         head,
         config.paths.head_dir(backbone, head),
         config.paths.metrics_dir(backbone, head),
+        split_dir=config.paths.split,
     )
     typer.echo(
         f"{backbone}/{head}: test accuracy {result.accuracy:.4f}, loss {result.loss:.4f} ({result.count} images)"
     )
+    typer.echo(result.report.rstrip())
+    wrong = int(result.count - np.trace(result.confusion))
+    out = config.paths.metrics_dir(backbone, head)
+    typer.echo(f"misclassified {wrong} (see {out / 'misclassified.csv'} and {out / 'plots' / 'misclassified.png'})")
 
 
 @app.command()
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
-    backbone: Annotated[str, typer.Option(help="The conv base whose features the head was trained on.")] = "vgg16",
-    head: Annotated[str, typer.Option(help="The trained head to use.")] = "dense",
+    images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
+    backbone: Annotated[
+        str | None, typer.Option(help="The conv base; default: the first of featurize.backbones with a store.")
+    ] = None,
+    head: Annotated[str | None, typer.Option(help="The head; default: the first of train.heads trained.")] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes shown per image, most probable first.")] = 1,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
-    """Print each image's predicted class and its probability."""
+    """Classify images with a trained head. Images the image gate rejects are listed with the reason, and the
+    exit status is then 1."""
+    from pipeline.predict import check_format, default_choice, render
     from pipeline.predict import predict as run
 
+    check_format(output_format)
     config = load_config(params)
-    predictions = run(
-        images, config.paths.store(backbone), config.backbone(backbone), head, config.paths.head_dir(backbone, head)
+    backbone = backbone or default_choice(
+        "backbone", list(config.featurize.backbones), lambda b: config.paths.store(b).is_file()
     )
-    for prediction in predictions:
-        typer.echo(f"{prediction.image}\t{prediction.label}\t{prediction.probability:.4f}")
+    head = head or default_choice(
+        "head", list(config.train.heads), lambda h: config.paths.head_dir(backbone, h).is_dir()
+    )
+    predictions = run(
+        images,
+        config.paths.store(backbone),
+        config.backbone(backbone),
+        head,
+        config.paths.head_dir(backbone, head),
+        top_k=top_k,
+        max_pixels=config.split.max_pixels,
+    )
+    typer.echo(render(predictions, output_format, top_k))
+    failed = [p for p in predictions if not p.ok]
+    if failed:
+        typer.echo(f"{len(failed)} of {len(predictions)} image(s) could not be classified (see error)", err=True)
+        raise typer.Exit(1)
 
 
 @store_app.command("merge")
