@@ -223,6 +223,23 @@ def store_info(store: Annotated[Path, typer.Argument(help="An HDF5 feature store
     typer.echo(describe(store))
 
 
+@store_app.command("export")
+def store_export(
+    store: Annotated[Path, typer.Argument(help="An HDF5 feature store, e.g. features/efficientnet_lite0.h5.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The folder to write into.")] = Path("export"),
+    output_format: Annotated[
+        list[str] | None, typer.Option("--format", "-f", help="npy and/or parquet (repeat the option); default both.")
+    ] = None,
+    pooling: Annotated[str, typer.Option(help="none (as stored), auto, avg, max or flatten.")] = "none",
+) -> None:
+    """Write every split of STORE as .npy arrays and/or parquet (id, label, class, features) for other tools."""
+    from pipeline.api import EXPORT_FORMATS, export
+
+    written = export(store, out, tuple(output_format or EXPORT_FORMATS), pooling)
+    for path in written:
+        typer.echo(str(path))
+
+
 @app.command()
 def bench(
     backbone: Annotated[str, typer.Option(help="Backbone from the registry.")] = "vgg16",
