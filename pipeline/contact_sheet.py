@@ -33,9 +33,11 @@ def contact_sheet(
     title_height = (line_height + PADDING) * (1 + title.count("\n")) if title else 0
     cell_w, cell_h = thumb + PADDING, thumb + CAPTION_LINES * line_height + 2 * PADDING
     cols = max(1, min(columns, len(images)))
-    rows = max(1, -(-len(images) // cols))
-    width = max(cols * cell_w + PADDING, 320 if not images else 0)
-    sheet = Image.new("RGB", (width, title_height + rows * cell_h + PADDING), BACKGROUND)
+    rows = -(-len(images) // cols)
+    text_width = max(font.getlength(line) for line in [*title.splitlines(), "(nothing to show)"])
+    width = int(max(cols * cell_w, text_width + PADDING) + PADDING)
+    height = title_height + (rows * cell_h if images else line_height + PADDING) + PADDING
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     if title:
         draw.multiline_text((PADDING, PADDING), title, fill=TEXT, font=font)

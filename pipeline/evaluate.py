@@ -107,7 +107,9 @@ def mistakes_sheet(wrong: list[Mistake], split_dir: Path, out: Path, label: str)
         out,
         columns=8,
         thumb=128,
-        title=f"{label}: {len(shown)} of {len(wrong)} misclassified images, most confident first",
+        title=f"{label}: {len(shown)} of {len(wrong)} misclassified images, most confident first"
+        if wrong
+        else f"{label}: no misclassified images",
     )
 
 
