@@ -16,7 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-store_app = typer.Typer(help="Inspect and check feature stores.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect, check and export feature stores.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 app.add_typer(method_app, name="method")
 app.add_typer(visualize_app, name="visualize")
