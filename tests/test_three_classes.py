@@ -142,8 +142,3 @@ def test_predict_formats_folders_globs_and_bad_files(project: Path) -> None:
     ]
     assert [r["error"].split(":")[0] for r in table[4:]] == ["empty", "not an image", "not found"]
     assert all(r["class"] in ("cat", "dog", "digit") and r["rank"] == "1" and not r["error"] for r in table[:4])
-
-    code, out, _ = predict(project, "data/split/test/cat/photo_16.jpg", "--top-k", "2")
-    header, line = out.splitlines()
-    assert header.split() == ["image", "class", "probability", "top-k"]
-    assert line.startswith("data/split/test/cat/photo_16.jpg") and line.count(", ") == 1
