@@ -349,7 +349,7 @@ def write_manifest(rows: list[ManifestRow], path: Path) -> None:
 def read_manifest(path: Path) -> list[ManifestRow]:
     """The manifest's rows in file order; errors name the file, the row and the problem.
 
-    Each row must be <split>/<class>/<class>.<n>.<ext> inside the manifest's folder, with no symbolic link on
+    Each row must be <split>/<class>/<image file name> inside the manifest's folder, with no symbolic link on
     the way (a link could point anywhere), a sha256 of 64 hex digits, and a path no other row has.
     """
     if not path.is_file():
