@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pipeline.config import load_config
+from pipeline.errors import DEBUG_ENV, run_with_clean_errors
 from pipeline.methods.cli import method_app
 from pipeline.visualize.cli import visualize_app
 
@@ -20,6 +22,18 @@ store_app = typer.Typer(help="Inspect and check feature stores.", no_args_is_hel
 app.add_typer(store_app, name="store")
 app.add_typer(method_app, name="method")
 app.add_typer(visualize_app, name="visualize")
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of every error (or set PIPELINE_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Precomputed feature store for small-data image classification with pretrained convnets."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
 DEFAULT_PARAMS = Path("params.yaml")
@@ -215,6 +229,5 @@ def bench(
 
 
 def main() -> None:
-    from pipeline.errors import run_with_clean_errors
-
+    """`python -m pipeline`: known errors as one line and exit 2; anything else (or --debug) with its traceback."""
     run_with_clean_errors(app)

@@ -2,36 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from dvclive import Live
-
+from pipeline.heads import load_head
+from pipeline.metrics import Evaluation, score, write_test_metrics
 from pipeline.store import FeatureStore
-from pipeline.train import load_head
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    accuracy: float
-    loss: float
-    confusion: np.ndarray
-    predicted: np.ndarray
-
-    @property
-    def count(self) -> int:
-        return len(self.predicted)
-
-
-def score(probabilities: np.ndarray, labels: np.ndarray, n_classes: int) -> Evaluation:
-    """Accuracy, mean cross-entropy and the confusion matrix (rows: true class, columns: predicted)."""
-    predicted = probabilities.argmax(axis=1)
-    picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
-    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
-    return Evaluation(float((predicted == labels).mean()), float(-np.log(picked).mean()), confusion, predicted)
 
 
 def evaluate(store_path: Path, head: str, head_dir: Path, out_dir: Path, split: str = "test") -> Evaluation:
@@ -39,20 +14,5 @@ def evaluate(store_path: Path, head: str, head_dir: Path, out_dir: Path, split: 
     store = FeatureStore(store_path)
     data = store.split(split)
     result = score(load_head(head, head_dir).predict_proba(data.features), data.labels, len(store.classes))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    with Live(str(out_dir), dvcyaml=False, save_dvc_exp=False) as live:
-        live.summary.update(
-            {
-                f"{split}/accuracy": round(result.accuracy, 4),
-                f"{split}/loss": round(result.loss, 4),
-                f"{split}/images": result.count,
-            }
-        )
-        names = np.array(store.classes)
-        live.log_sklearn_plot(
-            "confusion_matrix",
-            names[data.labels].tolist(),
-            names[result.predicted].tolist(),
-            name="confusion_matrix.json",
-        )
+    write_test_metrics(result, data.labels, store.classes, out_dir, split=split)
     return result

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import stat
 import zipfile
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-# Class names become folder names and CSV cells: ASCII letters, digits, _ and -, starting with a letter.
-CLASS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-IMAGE_NAME = re.compile(r"^(?P<cls>[A-Za-z][A-Za-z0-9_-]*)\.(?P<index>\d+)\.(?P<ext>jpe?g|png|bmp|gif|webp)$", re.I)
+from pipeline.atomic import staged_folder
+from pipeline.errors import ExtractError
+from pipeline.manifest import IMAGE_NAME
+
 IMAGE_EXTENSION = re.compile(r"\.(jpe?g|png|bmp|gif|webp)$", re.I)
 KAGGLE_HINT = (
     "Download Kaggle's Dogs vs. Cats archive on a machine with internet: "
     "`kaggle competitions download -c dogs-vs-cats -p data/raw` (accept the competition's rules first), "
     "or set paths.raw in params.yaml to a train.zip or a folder of <class>.<n>.jpg files."
 )
-
-
-class ExtractError(ValueError):
-    """The raw input is missing, not an archive we understand, or holds an unsafe entry."""
 
 
 @dataclass
@@ -107,21 +102,6 @@ def folder_images(folder: Path, report: ExtractReport) -> Iterator[tuple[str, Pa
             yield path.name, path
         elif path.is_file() and IMAGE_EXTENSION.search(path.name):
             report.skipped.append(str(path.relative_to(folder)))
-
-
-@contextmanager
-def staged_folder(out_dir: Path) -> Iterator[Path]:
-    """A fresh sibling folder to fill; it replaces `out_dir` only if the block completes, else it is removed."""
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
 
 
 def extract(raw: Path, out_dir: Path) -> ExtractReport:

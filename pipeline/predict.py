@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from pipeline.backbones import BackboneSpec, get_backbone
 from pipeline.config import BackboneConfig
-from pipeline.featurize import image_batches
-from pipeline.store import FeatureStore, StoreError
-from pipeline.train import load_head
+from pipeline.conv_base import conv_base_of_store
+from pipeline.errors import MissingInputError
+from pipeline.heads import load_head
+from pipeline.image_input import image_batches
 
 
 @dataclass(frozen=True)
@@ -22,29 +21,13 @@ class Prediction:
     probability: float
 
 
-def conv_base_of_store(
-    store_path: Path, backbone_config: BackboneConfig
-) -> tuple[FeatureStore, BackboneSpec, keras.Model]:
-    """The conv base that made a store: its backbone, input size and weights (checked by sha256)."""
-    store = FeatureStore(store_path)
-    spec = get_backbone(store.attrs["backbone"])
-    weights = spec.resolve_weights(backbone_config.weights)
-    if weights.fingerprint_id != store.attrs["weights_sha256"]:
-        raise StoreError(
-            f"The weights in params ({backbone_config.weights}) differ from those that made {store_path} "
-            f"({store.attrs['weights']}); re-run `dvc repro` so the head matches the conv base."
-        )
-    precision = store.attrs.get("precision", "float32")
-    return store, spec, spec.inference_base(int(store.attrs["input_size"]), weights, precision)
-
-
 def predict(
     images: list[Path], store_path: Path, backbone_config: BackboneConfig, head: str, head_dir: Path
 ) -> list[Prediction]:
     """The most probable class of each image, and its probability."""
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"Image file(s) not found: {', '.join(missing)}")
+        raise MissingInputError(f"Image file(s) not found: {', '.join(missing)}")
     store, spec, base = conv_base_of_store(store_path, backbone_config)
     size = int(store.attrs["input_size"])
     batches = image_batches([str(p) for p in images], size, store.attrs["resize"], 32, spec.preprocess)

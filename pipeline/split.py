@@ -6,38 +6,24 @@ converted to an RGB PNG, and the rest is rejected into rejects.csv instead of ta
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
-import re
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from pipeline.atomic import staged_folder
 from pipeline.config import SPLITS, SplitConfig
-from pipeline.extract import CLASS_NAME, IMAGE_NAME, staged_folder
+from pipeline.errors import SplitError
 from pipeline.images import check_file, pillow_limits
+from pipeline.manifest import IMAGE_NAME, ManifestRow, write_csv, write_manifest
 
-MANIFEST_FIELDS = ("path", "class", "split", "sha256")
 REJECTS_FIELDS = ("path", "reason")
 CONVERTED_FIELDS = ("path", "source", "conversion")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 WORKERS = min(8, os.cpu_count() or 1)
-
-
-class SplitError(ValueError):
-    """The images cannot be split as params ask (too few, bad names), or a manifest is malformed."""
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    path: str  # relative to the split folder, e.g. train/cat/cat.0.jpg; the row's id everywhere downstream
-    cls: str
-    split: str
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -217,73 +203,10 @@ def write_metrics(result: SplitResult, path: Path) -> None:
     path.write_text(json.dumps(result.metrics(), indent=2) + "\n")
 
 
-def write_csv(path: Path, header: tuple[str, ...], rows) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def write_manifest(rows: list[ManifestRow], path: Path) -> None:
-    write_csv(path, MANIFEST_FIELDS, ((r.path, r.cls, r.split, r.sha256) for r in rows))
-
-
-def read_manifest(path: Path) -> list[ManifestRow]:
-    """The manifest's rows in file order; errors name the file, the row and the problem.
-
-    Each row must be <split>/<class>/<class>.<n>.<ext> inside the manifest's folder, with no symbolic link on
-    the way (a link could point anywhere), a sha256 of 64 hex digits, and a path no other row has.
-    """
-    if not path.is_file():
-        raise SplitError(f"Manifest not found: {path}. Run the split stage first (`dvc repro split`).")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != MANIFEST_FIELDS:
-            raise SplitError(f"{path}: header must be {','.join(MANIFEST_FIELDS)}, found {reader.fieldnames}")
-        rows = [ManifestRow(r["path"], r["class"], r["split"], r["sha256"]) for r in reader]
-    root, seen, links = path.parent, set(), {}
-    for line, row in enumerate(rows, start=2):
-        problem = row_problem(row, root, seen, links)
-        if problem:
-            raise SplitError(f"{path}, line {line}: bad row {row}: {problem}.")
-        seen.add(row.path)
-    return rows
-
-
-def row_problem(row: ManifestRow, root: Path, seen: set[str], links: dict[Path, bool]) -> str | None:
-    parts = tuple(row.path.split("/"))
-    if row.split not in SPLITS:
-        return f"unknown split {row.split!r} (expected one of {SPLITS})"
-    if len(parts) != 3 or ".." in parts or Path(row.path).is_absolute() or parts[:2] != (row.split, row.cls):
-        return "its path is outside the split folder or not <split>/<class>/<file>"
-    if not CLASS_NAME.match(row.cls) or not IMAGE_NAME.match(parts[2]):
-        return "the class or file name is not <class>.<n>.<ext> (class: ASCII letters, digits, _ and -)"
-    if not SHA256.match(row.sha256):
-        return "sha256 is not 64 lowercase hex digits"
-    if row.path in seen:
-        return "another row has the same path"
-    for depth in (1, 2, 3):
-        place = root.joinpath(*parts[:depth])
-        if place not in links:
-            links[place] = place.is_symlink()
-        if links[place]:
-            return f"{place} is a symbolic link; links in the split folder are not followed"
-    return None
-
-
-def classes_of(rows: list[ManifestRow]) -> list[str]:
-    """Class names in label order (sorted), the same in every stage."""
-    return sorted({row.cls for row in rows})
-
-
 def split(images_dir: Path, out_dir: Path, config: SplitConfig) -> SplitResult:
     """Split, convert and reject into a staging folder that replaces out_dir only once complete."""
     if not images_dir.is_dir():
         raise SplitError(f"Images folder not found: {images_dir}. Run the extract stage first.")
-    if not isinstance(config.max_pixels, int) or isinstance(config.max_pixels, bool) or config.max_pixels < 1:
-        raise SplitError(
-            f"split.max_pixels must be a positive whole number. Received: max_pixels={config.max_pixels!r}"
-        )
     by_class, rejects = index_images(images_dir)
     images = sum(map(len, by_class.values())) + len(rejects)  # rejects so far: the duplicates
     check_counts({cls: len(files) for cls, files in by_class.items()}, config.sizes())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 
 from pipeline.config import Config, ScratchConfig
+from pipeline.errors import ConfigError
 from pipeline.methods.common import (
     IN_MODEL,
     ImageInput,
@@ -26,11 +27,11 @@ def build_scratch_model(input_size: int = 150, n_classes: int = 2, dropout: floa
     -> classifier. Its input is pixels in [0, 255]. At 150 px and two classes: 3,453,121 parameters, as the seed's.
     """
     if input_size < MIN_INPUT:
-        raise ValueError(
+        raise ConfigError(
             f"The scratch convnet needs inputs of {MIN_INPUT} px or more. Received: input_size={input_size}"
         )
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+        raise ConfigError(f"dropout must be in [0, 1). Received: dropout={dropout}")
     layers: list[keras.Layer] = [
         keras.Input((input_size, input_size, 3), name="image"),
         keras.layers.Rescaling(1 / 255, name="rescale"),  # the seed's rescale=1./255, inside: input is pixels
