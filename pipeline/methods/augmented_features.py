@@ -11,7 +11,7 @@ under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import h5py
@@ -20,26 +20,12 @@ import tensorflow as tf
 
 from pipeline.atomic import atomic_file
 from pipeline.backbones import get_backbone
-from pipeline.chunks import STRING, read_strings
+from pipeline.chunks import STRING
 from pipeline.config import Config
 from pipeline.errors import StoreError
+from pipeline.methods.augmented_store import GROUP, augmented_path
 from pipeline.methods.common import augmenter, check_positive, image_dataset, read_split
-from pipeline.store import FeatureStore, check_weights, decode_attr
-
-GROUP = "train"
-
-
-@dataclass
-class AugmentedRows:
-    features: np.ndarray
-    labels: np.ndarray
-    ids: list[str]
-    pass_index: np.ndarray
-    attrs: dict
-
-
-def augmented_path(features_dir: Path, backbone: str) -> Path:
-    return features_dir / f"{backbone}.aug.h5"
+from pipeline.store import FeatureStore, check_weights
 
 
 def write_augmented_features(config: Config, backbone: str) -> Path:
@@ -97,22 +83,3 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
         if row != rows:
             raise RuntimeError(f"Wrote {row} augmented rows, expected {rows}.")
     return path
-
-
-def read_augmented(path: Path) -> AugmentedRows:
-    """The augmented rows and the file's attributes; errors name the file and what is missing."""
-    if not path.is_file():
-        raise StoreError(f"Augmented features not found: {path}. Run `dvc repro augmented_features@<backbone>`.")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise StoreError(f"{path} is not a readable HDF5 file ({err}). Re-run its augmented_features stage.") from err
-    with handle:
-        missing = [key for key in ("features", "labels", "ids", "pass_index") if f"{GROUP}/{key}" not in handle]
-        if missing:
-            raise StoreError(f"{path} is not an augmented feature file: group '{GROUP}' lacks {missing}.")
-        attrs = {key: decode_attr(value) for key, value in handle.attrs.items()}
-        group = handle[GROUP]
-        ids = read_strings(group["ids"])
-        features = group["features"][...].astype(np.float32, copy=False)
-        return AugmentedRows(features, group["labels"][...], ids, group["pass_index"][...], attrs)

@@ -13,7 +13,7 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.errors import StoreError
 from pipeline.heads import TrainingData, get_head, save_head
-from pipeline.methods.augmented_features import AugmentedRows, augmented_path, read_augmented
+from pipeline.methods.augmented_store import AugmentedRows, augmented_path, read_augmented
 from pipeline.methods.common import method_dirs
 from pipeline.metrics import live_dir, score
 from pipeline.store import FeatureStore
