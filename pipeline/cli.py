@@ -228,6 +228,17 @@ def bench(
         typer.echo(line)
 
 
+@app.command()
+def params(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Check the params file against the schema, then print every param, its default and meaning (markdown)."""
+    from pipeline.config import markdown_table
+
+    if params.is_file():
+        load_config(params)
+        typer.echo(f"{params}: valid\n")
+    typer.echo(markdown_table())
+
+
 def main() -> None:
     """`python -m pipeline`: known errors as one line and exit 2; anything else (or --debug) with its traceback."""
     run_with_clean_errors(app)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import BACKBONES, HEADS, Config, load_config, validate
+from pipeline.config import BACKBONES, HEADS, Config, load_config, markdown_table, validate
 from pipeline.errors import ConfigError
 from tests.conftest import ROOT, tool_env
 
@@ -85,3 +85,8 @@ def test_the_cli_exits_2_before_any_work(tmp_path: Path, key: str, value: object
     assert result.stderr.startswith("error: params.yaml: ") and message in result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["images"]  # no split folder: no work done
+
+
+def test_the_readme_params_table_is_the_schema() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert markdown_table() in readme, "README params table is stale: paste `python -m pipeline params`'s table"
