@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from pipeline.errors import ConfigError
@@ -32,6 +32,7 @@ Precision = Literal["auto", "float32", "bfloat16", "float16"]
 Backend = Literal["local", "ray"]
 Pooling = Literal["auto", "flatten", "avg"]
 FillMode = Literal["nearest", "constant", "reflect", "wrap"]
+Layout = Literal["auto", "kaggle", "folders"]
 
 BACKBONES: tuple[str, ...] = get_args(BackboneName)
 HEADS: tuple[str, ...] = get_args(HeadName)
@@ -55,6 +56,17 @@ def refuse_bool(value: Any) -> Any:
 
 
 Float = Annotated[float, BeforeValidator(refuse_bool)]
+
+
+def count_or_fraction(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("allowed: a whole number of images >= 0 or a fraction between 0 and 1")
+    if (isinstance(value, int) and value < 0) or (isinstance(value, float) and not 0 <= value < 1):
+        raise ValueError("allowed: a whole number of images >= 0 or a fraction between 0 and 1")
+    return value
+
+
+Size = Annotated[int | float, BeforeValidator(count_or_fraction)]
 
 SCHEMA = ConfigDict(extra="forbid", frozen=True)
 
@@ -107,14 +119,37 @@ class Paths:
 
 @dataclass(config=SCHEMA)
 class SplitConfig:
-    train: Int = Count(1000, 1, "training images per class (seed: 1000)")
-    validation: Int = Count(500, 0, "validation images per class (seed: 500)")
-    test: Int = Count(500, 0, "test images per class (seed: 500)")
+    train: Size = Field(
+        1000, description="training images per class, or a fraction of each class's valid images (seed: 1000)"
+    )
+    validation: Size = Field(500, description="validation images per class, or a fraction (seed: 500)")
+    test: Size = Field(
+        500, description="test images per class, or a fraction (seed: 500); counts and fractions are not mixed"
+    )
     shuffle: Bool = Field(False, description="shuffle each class (seeded) before splitting (seed: false)")
     seed: Seed = Count(42, 0, "the shuffle's seed")
     max_pixels: Int = Count(50_000_000, 1, "images with more pixels are rejected unread (decompression bombs)")
+    layout: Layout = Field(
+        "auto", description="paths.raw's layout: auto, kaggle (<class>.<n>.<ext>) or folders (<class>/<file>)"
+    )
 
-    def sizes(self) -> dict[str, int]:
+    @model_validator(mode="after")
+    def counts_or_fractions(self) -> SplitConfig:
+        """All counts (train >= 1) or all fractions (adding up to 1 at most); zeros go with either."""
+        sizes = self.sizes()
+        kinds = {isinstance(v, float) for v in sizes.values() if v}
+        if len(kinds) > 1:
+            raise ValueError(
+                "split.train/validation/test must be all counts (e.g. 1000/500/500) or all fractions "
+                f"(e.g. 0.7/0.15/0.15). Received: {sizes}"
+            )
+        if not self.train:
+            raise ValueError(f"split.train must be at least 1 image per class (or a fraction > 0). Received: {sizes}")
+        if kinds == {True} and sum(sizes.values()) > 1 + 1e-9:
+            raise ValueError(f"split fractions add up to more than 1: {sizes}")
+        return self
+
+    def sizes(self) -> dict[str, int | float]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
 
 

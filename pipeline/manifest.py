@@ -2,7 +2,7 @@
 
 `manifest.csv` has the columns path, class, split, sha256; `path` (`<split>/<class>/<class>.<n>.<ext>`,
 relative to the manifest's folder) is the image's id everywhere downstream (store ids, visualize.ids).
-Image file names follow `<class>.<n>.<ext>`: the class is the name's prefix.
+Kaggle's file names are `<class>.<n>.<ext>` (the class is the name's prefix); class folders hold any image name.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Class names become folder names and CSV cells: ASCII letters, digits, _ and -, starting with a letter.
 CLASS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 IMAGE_NAME = re.compile(r"^(?P<cls>[A-Za-z][A-Za-z0-9_-]*)\.(?P<index>\d+)\.(?P<ext>jpe?g|png|bmp|gif|webp)$", re.I)
+IMAGE_EXTENSION = re.compile(r"\.(jpe?g|png|bmp|gif|webp)$", re.I)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,22 @@ class ManifestRow:
     cls: str
     split: str
     sha256: str
+
+
+def is_image_file_name(name: str) -> bool:
+    """A file name the manifest accepts: an image extension, not hidden, no control characters or backslash."""
+    return (
+        IMAGE_EXTENSION.search(name) is not None
+        and not name.startswith(".")
+        and "\\" not in name
+        and all(ch.isprintable() for ch in name)
+    )
+
+
+def natural_key(name: str) -> tuple:
+    """Digits compare as numbers, the rest case-insensitively; the exact name breaks ties."""
+    runs = re.split(r"(\d+)", name)
+    return (tuple(int(run) if i % 2 else run.casefold() for i, run in enumerate(runs)), name)
 
 
 def write_csv(path: Path, header: tuple[str, ...], rows) -> None:
@@ -44,7 +61,7 @@ def write_manifest(rows: list[ManifestRow], path: Path) -> None:
 def read_manifest(path: Path) -> list[ManifestRow]:
     """The manifest's rows in file order; errors name the file, the row and the problem.
 
-    Each row must be <split>/<class>/<class>.<n>.<ext> inside the manifest's folder, with no symbolic link on
+    Each row must be <split>/<class>/<image file name> inside the manifest's folder, with no symbolic link on
     the way (a link could point anywhere), a sha256 of 64 hex digits, and a path no other row has.
     """
     if not path.is_file():
@@ -69,8 +86,8 @@ def row_problem(row: ManifestRow, root: Path, seen: set[str], links: dict[Path, 
         return f"unknown split {row.split!r} (expected one of {SPLITS})"
     if len(parts) != 3 or ".." in parts or Path(row.path).is_absolute() or parts[:2] != (row.split, row.cls):
         return "its path is outside the split folder or not <split>/<class>/<file>"
-    if not CLASS_NAME.match(row.cls) or not IMAGE_NAME.match(parts[2]):
-        return "the class or file name is not <class>.<n>.<ext> (class: ASCII letters, digits, _ and -)"
+    if not CLASS_NAME.match(row.cls) or not is_image_file_name(parts[2]):
+        return "the class or file name is not allowed (class: ASCII letters, digits, _ and -; file: an image name)"
     if not SHA256.match(row.sha256):
         return "sha256 is not 64 lowercase hex digits"
     if row.path in seen:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ class Evaluation:
     loss: float
     confusion: np.ndarray
     predicted: np.ndarray
+    per_class: dict = field(default_factory=dict)  # {class: {precision, recall, f1, support}} (evaluate)
+    report: str = ""  # classification_report's table (evaluate)
 
     @property
     def count(self) -> int:
@@ -37,6 +39,25 @@ def score(probabilities: np.ndarray, labels: np.ndarray, n_classes: int) -> Eval
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     return Evaluation(float((predicted == labels).mean()), float(-np.log(picked).mean()), confusion, predicted)
+
+
+def per_class_report(labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> tuple[dict, str]:
+    """scikit-learn's classification_report: {class: {precision, recall, f1, support}} and its printed table."""
+    from sklearn.metrics import classification_report
+
+    kwargs = {"labels": list(range(len(classes))), "target_names": classes, "zero_division": 0, "digits": 4}
+    table = classification_report(labels, predicted, **kwargs)
+    report = classification_report(labels, predicted, output_dict=True, **kwargs)
+    per_class = {
+        cls: {
+            "precision": round(report[cls]["precision"], 4),
+            "recall": round(report[cls]["recall"], 4),
+            "f1": round(report[cls]["f1-score"], 4),
+            "support": int(report[cls]["support"]),
+        }
+        for cls in classes
+    }
+    return per_class, table
 
 
 @contextmanager
@@ -63,9 +84,11 @@ def write_test_metrics(
     out_dir: Path,
     extra: dict[str, Any] | None = None,
     split: str = "test",
+    fresh: bool = True,
 ) -> None:
-    """metrics.json (`<split>/accuracy`, loss, image count, and `extra`) and the confusion matrix plot."""
-    with live_dir(out_dir) as live:
+    """metrics.json (`<split>/accuracy`, loss, image count, and `extra`) and the confusion matrix plot; fresh=False
+    keeps what `out_dir` already holds (e.g. evaluate's misclassified.csv)."""
+    with live_dir(out_dir, fresh) as live:
         live.summary.update(
             {
                 f"{split}/accuracy": round(result.accuracy, 4),

@@ -23,6 +23,7 @@ LAYERS = {
         "metrics",
         "curves",
         "conv_base",
+        "contact_sheet",
         "backbones",
         "heads",
         "methods.common",
@@ -32,7 +33,7 @@ LAYERS = {
     ],
     BACKEND: ["compute", "local_backend", "ray_backend"],
     STAGE: ["extract", "split", "featurize", "train", "evaluate", "predict", "verify", "visualize", "methods"],
-    CLI: ["__init__", "__main__", "cli", "bench", "methods.cli", "visualize.cli"],
+    CLI: ["__init__", "__main__", "cli", "api", "bench", "methods.cli", "visualize.cli"],
 }
 
 
