@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pipeline.config import load_config
+from pipeline.errors import DEBUG_ENV, run_with_clean_errors
 from pipeline.methods.cli import method_app
 from pipeline.visualize.cli import visualize_app
 
@@ -21,12 +23,12 @@ app.add_typer(store_app, name="store")
 app.add_typer(method_app, name="method")
 app.add_typer(visualize_app, name="visualize")
 
-ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
-DEFAULT_PARAMS = Path("params.yaml")
-
 
 @app.callback()
 def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of every error (or set PIPELINE_DEBUG=1).")
+    ] = False,
     verbose: Annotated[
         bool,
         typer.Option(
@@ -35,6 +37,12 @@ def options(
     ] = False,
 ) -> None:
     """Precomputed feature store for small-data image classification with pretrained convnets."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
+DEFAULT_PARAMS = Path("params.yaml")
 
 
 @app.command()
@@ -300,10 +308,22 @@ def doctor(
     raise typer.Exit(exit_code(findings))
 
 
+@app.command()
+def params(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Check the params file against the schema, then print every param, its default and meaning (markdown)."""
+    from pipeline.config import markdown_table
+
+    if params.is_file():
+        load_config(params)
+        typer.echo(f"{params}: valid\n")
+    typer.echo(markdown_table())
+
+
 def main() -> None:
+    """`python -m pipeline`: known errors as one line and exit 2; anything else (or --debug) with its traceback.
+    TensorFlow's startup lines are filtered from stderr unless --verbose (or PIPELINE_VERBOSE=1)."""
     import sys
 
-    from pipeline.errors import run_with_clean_errors
     from pipeline.quiet import silence_tensorflow_noise
 
     silence_tensorflow_noise(sys.argv[1:])

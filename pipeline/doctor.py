@@ -231,28 +231,9 @@ def check_accelerators() -> list[Finding]:
     return [gpu, bf16]
 
 
-def check_heads(config: Config) -> list[Finding]:
-    """Every head of train.heads is known and has its params section; say when visualize has nothing to show."""
-    from pipeline.heads import HEADS
-
-    findings = []
-    for head in config.train.heads:
-        if head not in HEADS:
-            findings.append(
-                Finding("error", "heads", f"unknown head {head!r} in train.heads", f"use {sorted(HEADS)}", ALL)
-            )
-        elif head not in config.heads:
-            findings.append(Finding("error", "heads", f"params.yaml has no heads.{head} section",
-                                    f"add heads.{head} (see README, Params)", ALL))  # fmt: skip
-    if not any(f.level == "error" for f in findings) and "dense" not in config.train.heads:
-        findings.append(Finding("info", "heads", "no Keras head in train.heads: the visualize stages only skip"))
-    return findings
-
-
 def diagnose(config: Config) -> list[Finding]:
     findings = [check_raw(config)]
     findings += [check_weights(backbone, config) for backbone in config.featurize.backbones]
-    findings += check_heads(config)
     findings.append(check_disk(config))
     return findings + check_accelerators()
 

@@ -8,14 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.curves import CurveRecorder
-from pipeline.heads import HeadBuilder, TrainingData, get_head
+from pipeline.curve_plots import CurveRecorder
+from pipeline.heads import TrainingData, get_head, save_head
 from pipeline.store import FeatureStore
-
-
-def head_file(head_dir: Path, builder: HeadBuilder) -> Path:
-    """The saved head inside its output folder: head.keras or head.npz."""
-    return head_dir / f"head{builder.file_suffix}"
 
 
 def training_data(store: FeatureStore) -> TrainingData:
@@ -44,18 +39,7 @@ def train(
     if curves_dir is not None:
         shutil.rmtree(curves_dir, ignore_errors=True)
         curves.write(curves_dir, f"{head} head on {store_path.stem} features")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
-    model.save(head_file(out_dir, builder))
+    head_file = save_head(model, builder, out_dir)
     summary = {"seconds": round(seconds, 3), **curves.summary}
-    (out_dir / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (head_file.parent / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
     return seconds
-
-
-def load_head(head: str, head_dir: Path):
-    """A saved head, loaded without unpickling."""
-    builder = get_head(head)
-    path = head_file(head_dir, builder)
-    if not path.is_file():
-        raise FileNotFoundError(f"No trained '{head}' head at {path}. Run `dvc repro` (the train stage) first.")
-    return builder.load(path)

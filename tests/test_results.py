@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import sample_images
 
-from pipeline.curves import CurveRecorder, confusion_png
+from pipeline.curve_plots import CurveRecorder, confusion_png
 from pipeline.heads import TrainingData, get_head
 from pipeline.heads.logreg import C_GRID
 from pipeline.progress import Progress

@@ -8,11 +8,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from pipeline.heads.base import TrainingData, check_params
+from pipeline.curves import LiveCurves
+from pipeline.heads.base import TrainingData, head_params
 from pipeline.heads.pooling import resolve_pooling
 from pipeline.progress import Progress
-
-DEFAULTS = {"pooling": "auto", "units": 256, "dropout": 0.5, "learning_rate": 2e-5, "epochs": 30, "batch_size": 20}
 
 
 def build_dense_head(
@@ -56,8 +55,7 @@ class DenseHeadBuilder:
     curve_x = "epoch"
 
     def fit(self, data: TrainingData, params: dict[str, Any], seed: int, live: Any) -> DenseHead:
-        check_params("dense", params, set(DEFAULTS))
-        p = {**DEFAULTS, **params}
+        p = head_params("dense", params)
         keras.utils.set_random_seed(seed)
         n_classes = len(data.classes)
         model = build_dense_head(
@@ -99,17 +97,3 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.progress.close()
-
-
-class LiveCurves(keras.callbacks.Callback):
-    """Log the seed's curves (train/validation accuracy and loss) to dvclive, one step per epoch."""
-
-    def __init__(self, live: Any) -> None:
-        super().__init__()
-        self.live = live
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        for key, value in (logs or {}).items():
-            split = "validation" if key.startswith("val_") else "train"
-            self.live.log_metric(f"{split}/{key.removeprefix('val_')}", float(value))
-        self.live.next_step()

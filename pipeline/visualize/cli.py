@@ -131,7 +131,7 @@ def skip_render(out_dir: Path, note: str) -> None:
     so that git carries the folder to teammates and `dvc plots show` shows the reason)."""
     import shutil
 
-    from pipeline.curves import note_png
+    from pipeline.curve_plots import note_png
 
     shutil.rmtree(out_dir, ignore_errors=True)
     note_png(note, out_dir / "skipped.png")
