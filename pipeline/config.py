@@ -214,7 +214,12 @@ class VisualizeConfig:
     filters: int = 32
     filter_size: int = 64
     filter_layers: dict[str, str] = field(
-        default_factory=lambda: {"vgg16": "block3_conv1", "efficientnet_lite0": "block5_expand_conv"}
+        default_factory=lambda: {
+            "vgg16": "block3_conv1",
+            "efficientnet_lite0": "block5_expand_conv",
+            "efficientnet_lite1": "block7_expand_conv",
+            "efficientnet_lite2": "block7_expand_conv",
+        }
     )
     steps: int = 40
     step_size: float = 1.0
