@@ -84,6 +84,7 @@ class FeaturizeConfig:
     resize: str = "bilinear"
     storage_dtype: str = "float32"
     precision: str = "auto"
+    mirror: bool = False  # features averaged over each image and its left-right mirror
     chunk_rows: int = 512
     backend: str = "local"  # local: tf.data in this process | ray: Ray Data actors (pipeline/ray_backend.py)
     ray: RayConfig = field(default_factory=RayConfig)

@@ -101,6 +101,8 @@ def feature_recipe(spec: BackboneSpec, weights: ResolvedWeights, input_size: int
         raise ValueError(
             f"featurize.storage_dtype must be one of {STORAGE_DTYPES}. Received: storage_dtype={config.storage_dtype!r}"
         )
+    if not isinstance(config.mirror, bool):
+        raise ValueError(f"featurize.mirror must be true or false. Received: mirror={config.mirror!r}")
     return {
         "backbone": spec.name,
         "weights_sha256": weights.fingerprint_id,
@@ -109,6 +111,7 @@ def feature_recipe(spec: BackboneSpec, weights: ResolvedWeights, input_size: int
         "preprocessing": spec.preprocessing,
         "storage_dtype": config.storage_dtype,
         "precision": resolve_precision(config.precision),
+        **({"mirror": True} if config.mirror else {}),  # absent when off: older stores keep their fingerprint
     }
 
 
@@ -196,7 +199,7 @@ def compute_local(
     pool: ChunkPool,
 ) -> tuple[int, ...]:
     """The local backend: tf.data decodes, the conv base runs here, rows go to the pool chunk by chunk."""
-    model = spec.inference_base(backbone_config.input_size, weights, recipe["precision"])
+    model = spec.inference_base(backbone_config.input_size, weights, recipe["precision"], recipe.get("mirror", False))
     batches = image_batches(paths, backbone_config.input_size, config.resize, config.batch_size, spec.preprocess)
     with tqdm(total=len(keys), desc=f"featurize {spec.name}", unit="img", disable=None) as bar:
         for features, chunk_keys in group_rows(run_model(model, batches, bar), keys, config.chunk_rows):

@@ -23,9 +23,12 @@ class Prediction:
 
 
 def conv_base_of_store(
-    store_path: Path, backbone_config: BackboneConfig
+    store_path: Path, backbone_config: BackboneConfig, as_recorded: bool = True
 ) -> tuple[FeatureStore, BackboneSpec, keras.Model]:
-    """The conv base that made a store: its backbone, input size and weights (checked by sha256)."""
+    """The conv base that made a store: its backbone, input size and weights (checked by sha256).
+
+    With `as_recorded` (predict) it is mirror-averaged if the store's rows are; without it, the plain
+    conv base (pictures look inside its layers, one image at a time)."""
     store = FeatureStore(store_path)
     spec = get_backbone(store.attrs["backbone"])
     weights = spec.resolve_weights(backbone_config.weights)
@@ -35,7 +38,8 @@ def conv_base_of_store(
             f"({store.attrs['weights']}); re-run `dvc repro` so the head matches the conv base."
         )
     precision = store.attrs.get("precision", "float32")
-    return store, spec, spec.inference_base(int(store.attrs["input_size"]), weights, precision)
+    mirror = as_recorded and bool(store.attrs.get("mirror", False))
+    return store, spec, spec.inference_base(int(store.attrs["input_size"]), weights, precision, mirror)
 
 
 def predict(
