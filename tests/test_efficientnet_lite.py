@@ -22,6 +22,7 @@ from pipeline.backbones.efficientnet_lite import (
     fetch_imagenet_weights,
     preprocess_input,
 )
+from pipeline.config import load_config
 
 SAMPLE_ZIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dogs-vs-cats-sample" / "train.zip"
 CAT_CLASSES = range(281, 294)
@@ -229,3 +230,12 @@ def test_zero_shot_dogs_vs_cats(variant: str) -> None:
     dogs = np.isin(_top1(model, _sample_images("dog")), DOG_CLASSES).mean()
     cat_floor, dog_floor = ZERO_SHOT_FLOORS[variant]
     assert cats >= cat_floor and dogs >= dog_floor, f"{variant}: cats {cats:.0%} in cat classes, dogs {dogs:.0%}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_project_params_use_the_native_size_and_a_real_filter_layer(variant: str) -> None:
+    config = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
+    assert config.backbone(variant).input_size == ARCHITECTURE[variant][3]
+    assert config.backbone(variant).weights == "imagenet"
+    base = get_backbone(variant).conv_base(64, get_backbone(variant).resolve_weights("none"))
+    assert config.visualize.filter_layer(variant) in {layer.name for layer in base.layers}
