@@ -239,3 +239,11 @@ def test_project_params_use_the_native_size_and_a_real_filter_layer(variant: str
     assert config.backbone(variant).weights == "imagenet"
     base = get_backbone(variant).conv_base(64, get_backbone(variant).resolve_weights("none"))
     assert config.visualize.filter_layer(variant) in {layer.name for layer in base.layers}
+
+
+def test_schema_default_sizes_are_the_registrys() -> None:
+    from pipeline.backbones import backbone_names
+    from pipeline.config import DEFAULT_INPUT_SIZES, Config
+
+    assert {name: get_backbone(name).default_input_size for name in backbone_names()} == DEFAULT_INPUT_SIZES
+    assert {name: Config().backbone(name).input_size for name in backbone_names()} == DEFAULT_INPUT_SIZES
