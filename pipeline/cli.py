@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from pipeline.audit.cli import audit_app
 from pipeline.config import load_config
 from pipeline.methods.cli import method_app
 from pipeline.visualize.cli import visualize_app
@@ -20,6 +21,7 @@ store_app = typer.Typer(help="Inspect and check feature stores.", no_args_is_hel
 app.add_typer(store_app, name="store")
 app.add_typer(method_app, name="method")
 app.add_typer(visualize_app, name="visualize")
+app.add_typer(audit_app, name="audit")
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
 DEFAULT_PARAMS = Path("params.yaml")
@@ -103,6 +105,7 @@ def train(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) -> No
     from pipeline.train import train as run
 
     config = load_config(params)
+    drop_list = config.paths.drop_list(backbone) if config.audit.drop.types else None  # audit.drop: opt-in
     seconds = run(
         config.paths.store(backbone),
         head,
@@ -110,8 +113,11 @@ def train(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) -> No
         config.train.seed,
         config.paths.head_dir(backbone, head),
         config.paths.curves_dir(backbone, head),
+        drop_list,
     )
     typer.echo(f"trained {head} on {backbone} features in {seconds:.1f} s -> {config.paths.head_dir(backbone, head)}")
+    if drop_list is not None:
+        typer.echo(f"  without the training rows in {drop_list} (audit.drop.types {list(config.audit.drop.types)})")
 
 
 @app.command()

@@ -27,6 +27,7 @@ class Paths:
     metrics: Path = Path("metrics")
     curves: Path = Path("dvclive")
     plots: Path = Path("plots")
+    audit: Path = Path("audit")
 
     @property
     def manifest(self) -> Path:
@@ -50,6 +51,13 @@ class Paths:
 
     def metrics_dir(self, backbone: str, head: str) -> Path:
         return self.metrics / backbone / head
+
+    def audit_dir(self, backbone: str) -> Path:
+        return self.audit / backbone
+
+    def drop_list(self, backbone: str) -> Path:
+        """The audit's training rows to leave out of the heads (header only unless audit.drop asks)."""
+        return self.audit / backbone / "drop.csv"
 
 
 @dataclass(frozen=True)
@@ -226,6 +234,66 @@ class VisualizeConfig:
         return self.filter_layers[backbone]
 
 
+AUDIT_ISSUE_TYPES = ("label_issue", "outlier", "near_duplicate", "leakage", "exact_duplicate")
+AUDIT_MAPS = ("pca", "tsne")
+CLEANLAB_FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
+
+
+@dataclass(frozen=True)
+class AuditDropConfig:
+    """audit.drop: flagged training rows the heads leave out (nothing by default)."""
+
+    types: tuple[str, ...] = ()
+    min_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The audit stage: what finds label issues, near duplicates, leakage and outliers (see params.yaml)."""
+
+    pooling: str = "avg"
+    folds: int = 5
+    C: float = 0.1
+    label_filter: str = "prune_by_noise_rate"
+    neighbors: int = 10
+    near_duplicate: float = 0.13
+    outlier: float = 0.37037
+    map: str = "pca"
+    sheet_images: int = 48
+    seed: int = 42
+    drop: AuditDropConfig = field(default_factory=AuditDropConfig)
+
+    def check(self) -> AuditConfig:
+        """Refuse out-of-range values, naming the key; returns self."""
+        problems = []
+        if self.pooling not in ("avg", "flatten"):
+            problems.append(f"audit.pooling must be avg or flatten, not {self.pooling!r}")
+        if not isinstance(self.folds, int) or self.folds < 2:
+            problems.append(f"audit.folds must be an integer >= 2, not {self.folds!r}")
+        if not isinstance(self.C, (int, float)) or self.C <= 0:
+            problems.append(f"audit.C must be a positive number, not {self.C!r}")
+        if self.label_filter not in CLEANLAB_FILTERS:
+            problems.append(f"audit.label_filter must be one of {CLEANLAB_FILTERS}, not {self.label_filter!r}")
+        if not isinstance(self.neighbors, int) or self.neighbors < 1:
+            problems.append(f"audit.neighbors must be an integer >= 1, not {self.neighbors!r}")
+        if not isinstance(self.near_duplicate, (int, float)) or not 0 <= self.near_duplicate <= 1:
+            problems.append(f"audit.near_duplicate must be in [0, 1], not {self.near_duplicate!r}")
+        if not isinstance(self.outlier, (int, float)) or not 0 < self.outlier <= 1:
+            problems.append(f"audit.outlier must be in (0, 1], not {self.outlier!r}")
+        if self.map not in AUDIT_MAPS:
+            problems.append(f"audit.map must be one of {AUDIT_MAPS}, not {self.map!r}")
+        if not isinstance(self.sheet_images, int) or self.sheet_images < 1:
+            problems.append(f"audit.sheet_images must be an integer >= 1, not {self.sheet_images!r}")
+        unknown = sorted(set(self.drop.types) - set(AUDIT_ISSUE_TYPES))
+        if unknown:
+            problems.append(f"audit.drop.types has unknown type(s) {unknown}; known: {list(AUDIT_ISSUE_TYPES)}")
+        if not isinstance(self.drop.min_score, (int, float)) or not 0 <= self.drop.min_score <= 1:
+            problems.append(f"audit.drop.min_score must be in [0, 1], not {self.drop.min_score!r}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+
 @dataclass(frozen=True)
 class Config:
     paths: Paths = field(default_factory=Paths)
@@ -236,6 +304,7 @@ class Config:
     heads: dict[str, dict[str, Any]] = field(default_factory=dict)
     visualize: VisualizeConfig = field(default_factory=VisualizeConfig)
     methods: MethodsConfig = field(default_factory=MethodsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def backbone(self, name: str) -> BackboneConfig:
@@ -293,6 +362,7 @@ def load_config(path: Path | str = DEFAULT_PARAMS) -> Config:
             heads=dict(raw.get("heads") or {}),
             visualize=_build(VisualizeConfig, raw.get("visualize"), "visualize"),
             methods=_build_methods(raw.get("methods")),
+            audit=_build(AuditConfig, raw.get("audit"), "audit").check(),
             raw=raw,
         )
     except TypeError as err:

@@ -156,6 +156,14 @@ class FeatureStore:
             )
 
 
+    def keys(self, name: str) -> list[str]:
+        """The content keys (sha256 of each image file) of one split, row for row."""
+        if name not in self.splits:
+            raise StoreError(f"{self.path} has no split {name!r}; it has {self.splits}.")
+        with h5py.File(self.path, "r") as handle:
+            return read_strings(handle[name]["keys"])
+
+
 def decode_attr(value: Any) -> Any:
     if isinstance(value, bytes):
         value = value.decode()
