@@ -155,6 +155,32 @@ def predict(
         typer.echo(f"{prediction.image}\t{prediction.label}\t{prediction.probability:.4f}")
 
 
+@app.command()
+def neighbors(
+    image: Annotated[Path, typer.Argument(help="An image file, in the store or not.")],
+    k: Annotated[int, typer.Option("-k", help="How many neighbors.")] = 8,
+    backbone: Annotated[str | None, typer.Option(help="Whose store; default the first of featurize.backbones.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The contact sheet PNG.")] = Path("neighbors.png"),
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """The K images of a store nearest to IMAGE (cosine distance of pooled features): a table and a contact sheet.
+
+    An image the store does not hold is featurized now with the store's recipe.
+    """
+    from pipeline.neighbors import neighbors as run
+    from pipeline.neighbors import table, write_sheet
+
+    config = load_config(params)
+    backbone = backbone or config.featurize.backbones[0]
+    store = config.paths.store(backbone)
+    result = run(image, store, config.paths.split, config.backbone(backbone), k, config.audit.pooling)
+    source = "its row in the store" if result.in_store else "featurized now with the store's recipe"
+    typer.echo(f"{image} ({source}): {len(result.neighbors)} nearest in {store}")
+    for line in table(result):
+        typer.echo(line)
+    typer.echo(f"contact sheet: {write_sheet(result, config.paths.split, out)}")
+
+
 @store_app.command("merge")
 def store_merge(backbone: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Index the chunks that `featurize --shard i/n` runs computed into BACKBONE's store."""

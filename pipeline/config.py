@@ -256,7 +256,7 @@ class AuditConfig:
     C: float = 0.1
     label_filter: str = "prune_by_noise_rate"
     neighbors: int = 10
-    near_duplicate: float = 0.13
+    near_duplicate: float = 0.25
     outlier: float = 0.37037
     map: str = "pca"
     sheet_images: int = 48

@@ -155,7 +155,6 @@ class FeatureStore:
                 ids=read_strings(group["ids"]),
             )
 
-
     def keys(self, name: str) -> list[str]:
         """The content keys (sha256 of each image file) of one split, row for row."""
         if name not in self.splits:

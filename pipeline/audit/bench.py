@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audit.data import AuditData, load_audit_data
 from pipeline.audit.figures import project
 from pipeline.audit.stage import find
 from pipeline.config import AuditConfig
+from pipeline.pooled import PooledRows, load_pooled
 
 NOISE = 0.01
 
 
-def grown(data: AuditData, rows: int, seed: int) -> AuditData:
+def grown(data: PooledRows, rows: int, seed: int) -> PooledRows:
     """The first `rows` rows of the store, tiled (with noise on the copies) when it has fewer."""
     rng = np.random.default_rng(seed)
     index = np.arange(rows) % len(data)
@@ -31,7 +31,8 @@ def grown(data: AuditData, rows: int, seed: int) -> AuditData:
     scale = NOISE * data.features.std(axis=0)
     features[copies] += rng.standard_normal((int(copies.sum()), features.shape[1])).astype(np.float32) * scale
     keys = [data.keys[i] if i == n else f"{data.keys[i]}-copy{n}" for n, i in enumerate(index)]
-    return AuditData(features, data.labels[index], [data.ids[i] for i in index], data.splits[index], keys, data.classes)
+    ids = [data.ids[i] for i in index]
+    return PooledRows(features, data.labels[index], ids, data.splits[index], keys, data.classes)
 
 
 def load_average() -> str:
@@ -42,7 +43,7 @@ def load_average() -> str:
 def bench(store: Path, sizes: list[int], config: AuditConfig | None = None) -> Iterator[str]:
     """One line per size: seconds of each step of the audit and in all."""
     config = config or AuditConfig()
-    data = load_audit_data(store, config.pooling)
+    data = load_pooled(store, config.pooling)
     yield f"{store}: {len(data)} rows of {data.features.shape[1]} pooled features; {load_average()}"
     for size in sizes:
         sample = grown(data, size, config.seed)

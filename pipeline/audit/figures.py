@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audit.data import AuditData
 from pipeline.audit.find import ISSUE_TYPES, PAIR_TYPES, Findings, Issue
 from pipeline.contact_sheet import contact_sheet
+from pipeline.pooled import PooledRows
 
 MARKERS = {
     "label_issue": ("o", "red"),
@@ -25,7 +25,7 @@ def short(row_id: str) -> str:
     return row_id.rsplit("/", 1)[-1]
 
 
-def sheet_cells(kind: str, issues: list[Issue], data: AuditData, limit: int) -> list[tuple[str, str]]:
+def sheet_cells(kind: str, issues: list[Issue], data: PooledRows, limit: int) -> list[tuple[str, str]]:
     """(image id, caption) cells, the most certain first; a pair shows both images, each pair once."""
     cells: list[tuple[str, str]] = []
     shown: set[tuple[int, int]] = set()
@@ -52,7 +52,7 @@ def sheet_cells(kind: str, issues: list[Issue], data: AuditData, limit: int) -> 
     return cells
 
 
-def write_sheets(findings: Findings, data: AuditData, images: Path, out_dir: Path, limit: int) -> list[Path]:
+def write_sheets(findings: Findings, data: PooledRows, images: Path, out_dir: Path, limit: int) -> list[Path]:
     """One contact sheet per issue type, `limit` thumbnails at most (pairs side by side)."""
     written = []
     for kind in ISSUE_TYPES:
@@ -84,7 +84,7 @@ def project(features: np.ndarray, method: str, seed: int) -> np.ndarray:
     return TSNE(2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x)
 
 
-def write_map(findings: Findings, data: AuditData, method: str, seed: int, out: Path) -> float:
+def write_map(findings: Findings, data: PooledRows, method: str, seed: int, out: Path) -> float:
     """A scatter of the 2-D projection colored by class, flagged rows marked by type; returns its seconds."""
     import matplotlib
 

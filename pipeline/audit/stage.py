@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.audit.data import AuditData, load_audit_data
 from pipeline.audit.figures import write_map, write_sheets
 from pipeline.audit.find import (
     ISSUE_TYPES,
@@ -28,6 +27,7 @@ from pipeline.audit.find import (
 )
 from pipeline.config import AuditConfig
 from pipeline.drop_list import write_drop_list
+from pipeline.pooled import PooledRows, load_pooled
 from pipeline.similarity import knn_graph, unit_vectors
 
 ISSUE_COLUMNS = ("id", "split", "label", "type", "score", "suggested", "nearest", "distance")
@@ -42,7 +42,7 @@ class AuditReport:
     out_dir: Path | None = None
 
 
-def find(data: AuditData, config: AuditConfig, seconds: dict[str, float]) -> Findings:
+def find(data: PooledRows, config: AuditConfig, seconds: dict[str, float]) -> Findings:
     """Every issue type on the audit's arrays; `seconds` receives each step's wall time."""
     start = time.perf_counter()
     probabilities = out_of_fold_probabilities(data.features, data.labels, config.folds, config.C, config.seed)
@@ -62,7 +62,7 @@ def find(data: AuditData, config: AuditConfig, seconds: dict[str, float]) -> Fin
     return Findings(issues, probabilities, thresholds)
 
 
-def counts_of(findings: Findings, data: AuditData, dropped: int) -> dict[str, int | float]:
+def counts_of(findings: Findings, data: PooledRows, dropped: int) -> dict[str, int | float]:
     counts: dict[str, int | float] = {kind: len(findings.of_type(kind)) for kind in ISSUE_TYPES}
     counts["flagged_images"] = len({issue.row for issue in findings.issues})
     counts["rows"] = len(data)
@@ -71,7 +71,7 @@ def counts_of(findings: Findings, data: AuditData, dropped: int) -> dict[str, in
     return counts
 
 
-def write_issues(findings: Findings, data: AuditData, path: Path) -> None:
+def write_issues(findings: Findings, data: PooledRows, path: Path) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(ISSUE_COLUMNS)
@@ -91,7 +91,7 @@ def write_issues(findings: Findings, data: AuditData, path: Path) -> None:
                 )
 
 
-def write_drops(findings: Findings, data: AuditData, config: AuditConfig, path: Path) -> int:
+def write_drops(findings: Findings, data: PooledRows, config: AuditConfig, path: Path) -> int:
     """drop.csv: the training rows audit.drop selects, with the issue types that selected each."""
     drop = rows_to_drop(findings.issues, data.splits, config.drop.types, config.drop.min_score)
     reasons: dict[int, list[str]] = {row: [] for row in sorted(drop)}
@@ -107,7 +107,7 @@ def audit(store_path: Path, images: Path, config: AuditConfig, out_dir: Path) ->
     """Audit one backbone's store; images (the split folder) are read only for the contact sheets."""
     seconds: dict[str, float] = {}
     overall = start = time.perf_counter()
-    data = load_audit_data(store_path, config.pooling)
+    data = load_pooled(store_path, config.pooling)
     seconds["load"] = time.perf_counter() - start
     findings = find(data, config, seconds)
     shutil.rmtree(out_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""A feature store read for the audit: every split's rows pooled to vectors, with labels, ids and keys."""
+"""Every row of a feature store pooled to a vector, with its label, id, split and content key (audit, neighbors)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pipeline.store import FeatureStore
 
 
 @dataclass
-class AuditData:
+class PooledRows:
     """All rows of a store in store order (train, validation, test): pooled features and what each row is."""
 
     features: np.ndarray  # (N, d) float32, pooled
@@ -26,7 +26,7 @@ class AuditData:
         return len(self.ids)
 
 
-def load_audit_data(store_path: Path, pooling: str) -> AuditData:
+def load_pooled(store_path: Path, pooling: str) -> PooledRows:
     """Read every split of the store, pooling each split's feature maps as it is read."""
     store = FeatureStore(store_path)
     features, labels, ids, splits, keys = [], [], [], [], []
@@ -38,5 +38,5 @@ def load_audit_data(store_path: Path, pooling: str) -> AuditData:
         splits += [name] * len(part.ids)
         keys += store.keys(name)
     if not ids:
-        raise ValueError(f"{store_path} holds no rows to audit.")
-    return AuditData(np.concatenate(features), np.concatenate(labels), ids, np.array(splits), keys, store.classes)
+        raise ValueError(f"{store_path} holds no rows.")
+    return PooledRows(np.concatenate(features), np.concatenate(labels), ids, np.array(splits), keys, store.classes)
