@@ -38,8 +38,8 @@ class NeighborsResult:
 
 def featurize_image(image: Path, store_path: Path, backbone_config: BackboneConfig) -> np.ndarray:
     """The (1, h, w, c) features of one image file, made the way the store's rows were."""
-    from pipeline.featurize import image_batches
-    from pipeline.predict import conv_base_of_store
+    from pipeline.conv_base import conv_base_of_store
+    from pipeline.image_input import image_batches
 
     store, spec, base = conv_base_of_store(store_path, backbone_config)
     batches = image_batches([str(image)], int(store.attrs["input_size"]), store.attrs["resize"], 1, spec.preprocess)

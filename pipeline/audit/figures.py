@@ -35,7 +35,7 @@ def sheet_cells(kind: str, issues: list[Issue], data: PooledRows, limit: int) ->
         row = issue.row
         head = f"{short(data.ids[row])}\n{data.splits[row]} {data.classes[data.labels[row]]}"
         if kind == "label_issue":
-            cells.append((data.ids[row], f"{head} -> {data.classes[issue.suggested]}\nscore {issue.score:.3f}"))
+            cells.append((data.ids[row], f"{head}->{data.classes[issue.suggested]}\nscore {issue.score:.3f}"))
         elif kind in PAIR_TYPES:
             partner = issue.nearest[0]
             pair = (min(row, partner), max(row, partner))
@@ -44,8 +44,9 @@ def sheet_cells(kind: str, issues: list[Issue], data: PooledRows, limit: int) ->
             shown.add(pair)
             first, second = pair
             for member, other in ((first, second), (second, first)):
-                caption = f"{short(data.ids[member])}\n{data.splits[member]} {data.classes[data.labels[member]]}"
-                caption += f"\n= {short(data.ids[other])}\nd={issue.distance:.4f}"
+                label = data.classes[data.labels[member]]
+                caption = f"{short(data.ids[member])}\n{data.splits[member]} {label}"
+                caption += f"\nd={issue.distance:.3f} {short(data.ids[other])}"
                 cells.append((data.ids[member], caption))
         else:
             cells.append((data.ids[row], f"{head}\nscore {issue.score:.3f}"))
