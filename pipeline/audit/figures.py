@@ -66,6 +66,7 @@ def write_sheets(findings: Findings, data: PooledRows, images: Path, out_dir: Pa
                 [caption for _, caption in cells],
                 out_dir / f"{kind}.png",
                 columns=8,
+                thumb=160,
                 title=title,
             )
         )
