@@ -30,10 +30,25 @@ LAYERS = {
         "methods.convnet",
         "methods.idx",
         "methods.augmented_store",
+        "similarity",
+        "pooled",
+        "drop_list",
     ],
     BACKEND: ["compute", "local_backend", "ray_backend"],
-    STAGE: ["extract", "split", "featurize", "train", "evaluate", "predict", "verify", "visualize", "methods"],
-    CLI: ["__init__", "__main__", "cli", "api", "bench", "methods.cli", "visualize.cli"],
+    STAGE: [
+        "extract",
+        "split",
+        "featurize",
+        "train",
+        "evaluate",
+        "predict",
+        "verify",
+        "visualize",
+        "methods",
+        "audit",
+        "neighbors",
+    ],
+    CLI: ["__init__", "__main__", "cli", "api", "bench", "methods.cli", "visualize.cli", "audit.cli", "audit.bench"],
 }
 
 
