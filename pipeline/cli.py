@@ -214,6 +214,25 @@ def bench(
         typer.echo(line)
 
 
+@app.command("bench-train")
+def bench_train(
+    source: Annotated[
+        Path | None, typer.Option(help="Images: a Kaggle zip, train.zip or folder; default paths.raw.")
+    ] = None,
+    per_class: Annotated[int, typer.Option(help="Training images per class, decoded into memory once.")] = 200,
+    size: Annotated[int, typer.Option(help="Input size in pixels.")] = 150,
+    steps: Annotated[int, typer.Option(help="Timed training steps per row.")] = 20,
+    quick: Annotated[bool, typer.Option(help="Only before and after (skip the bfloat16 and XLA rows).")] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Time training of the scratch and augment convnets, before and after; print img/s and GFLOP/s."""
+    from pipeline.train_bench import VARIANTS, bench_training
+
+    raw = source or load_config(params).paths.raw
+    for line in bench_training(raw, per_class, size, steps, VARIANTS[:2] if quick else VARIANTS):
+        typer.echo(line)
+
+
 def main() -> None:
     from pipeline.errors import run_with_clean_errors
 

@@ -10,13 +10,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 import yaml
 from conftest import TINY_PARAMS, make_project, run, sample_images
 
 from pipeline.backbones import get_backbone
 from pipeline.config import (
-    AugmentationConfig,
     BackboneConfig,
     Config,
     FeaturizeConfig,
@@ -28,14 +26,12 @@ from pipeline.config import (
 from pipeline.methods import augment, augmented_heads, end_to_end, finetune, scratch
 from pipeline.methods.augmented_features import augmented_path, read_augmented, write_augmented_features
 from pipeline.methods.common import (
-    augmenter,
     evaluate_model,
     image_dataset,
     load_model,
     method_dirs,
     preprocessor,
     read_split,
-    seed_shear,
 )
 from pipeline.methods.end_to_end import build_end_to_end
 from pipeline.methods.finetune import unfreeze_from
@@ -83,30 +79,6 @@ def test_saved_end_to_end_model_keeps_its_base_in_inference_mode(tmp_path: Path)
     images = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(loaded(images, training=True), loaded(images, training=False), atol=1e-6)
     np.testing.assert_allclose(loaded(images), model(images), atol=1e-6)
-
-
-def test_augmenter_keeps_shape_and_range_and_varies() -> None:
-    images = tf.constant(np.random.default_rng(1).uniform(0, 255, (4, 40, 40, 3)).astype("float32"))
-    augment = augmenter(AugmentationConfig(), seed=3)
-    first, second = augment(images).numpy(), augment(images).numpy()
-    assert first.shape == images.shape and first.min() >= 0 and first.max() <= 255
-    assert not np.allclose(first, images) and not np.allclose(first, second)
-    flip_only = augmenter(AugmentationConfig(0, 0, 0, 0, 0, True), seed=3)(images).numpy()
-    for out, image in zip(flip_only, images.numpy(), strict=True):
-        assert np.allclose(out, image) or np.allclose(out, image[:, ::-1])
-    reflected = augmenter(AugmentationConfig(fill_mode="reflect"), seed=3)(images).numpy()
-    assert reflected.shape == images.shape and not np.allclose(reflected, images)
-    with pytest.raises(ValueError, match="fill_mode' must be one of .* Received: 'mirror'"):
-        augmenter(AugmentationConfig(fill_mode="mirror"), seed=3)
-
-
-def test_seed_shear_is_about_the_center() -> None:
-    """The middle column stays put; the others slide vertically by sin(angle) * distance to the center."""
-    image = np.tile(np.arange(21, dtype="float32")[:, None, None], (1, 21, 1))  # row index as value
-    out = seed_shear(tf.constant(image[None]), 0.3).numpy()[0]
-    assert np.allclose(out[:, 10], image[:, 10])
-    slope = (out[10, 20, 0] - out[10, 0, 0]) / 20  # rows read at the middle row, across the columns
-    assert 0 < abs(slope) <= np.sin(0.3) + 1e-4
 
 
 @pytest.fixture(scope="module")

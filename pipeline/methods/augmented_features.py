@@ -19,10 +19,11 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
+from pipeline.augmentation import augmenter
 from pipeline.backbones import get_backbone
 from pipeline.chunks import read_strings
 from pipeline.config import Config
-from pipeline.methods.common import augmenter, check_positive, image_dataset, read_split
+from pipeline.methods.common import check_positive, image_dataset, read_split
 from pipeline.store import FeatureStore, StoreError, decode_attr
 
 STRING = h5py.string_dtype("utf-8")

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import keras
 
+from pipeline.augmentation import augmenter
 from pipeline.backbones import get_backbone
 from pipeline.config import Config
 from pipeline.methods.common import (
     ImageInput,
     MethodReport,
-    augmenter,
     check_positive,
     classifier,
     compile_model,

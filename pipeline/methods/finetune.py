@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import keras
 
+from pipeline.augmentation import augmenter
 from pipeline.backbones import get_backbone
 from pipeline.config import Config
 from pipeline.methods.common import (
     ImageInput,
     MethodReport,
-    augmenter,
     compile_model,
     load_model,
     method_dirs,
