@@ -221,7 +221,8 @@ def bench_train(
     ] = None,
     per_class: Annotated[int, typer.Option(help="Training images per class, decoded into memory once.")] = 200,
     size: Annotated[int, typer.Option(help="Input size in pixels.")] = 150,
-    steps: Annotated[int, typer.Option(help="Timed training steps per row.")] = 20,
+    steps: Annotated[int, typer.Option(help="Timed training steps per round.")] = 10,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds over the rows; the median counts.")] = 3,
     quick: Annotated[bool, typer.Option(help="Only before and after (skip the bfloat16 and XLA rows).")] = False,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
@@ -229,7 +230,7 @@ def bench_train(
     from pipeline.train_bench import VARIANTS, bench_training
 
     raw = source or load_config(params).paths.raw
-    for line in bench_training(raw, per_class, size, steps, VARIANTS[:2] if quick else VARIANTS):
+    for line in bench_training(raw, per_class, size, steps, rounds, VARIANTS[:2] if quick else VARIANTS):
         typer.echo(line)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from pipeline.augmentation import augmenter
@@ -78,8 +79,8 @@ def streamed_dataset(split: ImageSplit, size: int, batch_size: int, augment) -> 
     return dataset.prefetch(2)
 
 
-def time_training(variant: Variant, split: ImageSplit, size: int, batch_size: int, augment: bool, steps: int) -> float:
-    """Training images per second over `steps` steps, after two warm-up steps."""
+def prepare(variant: Variant, split: ImageSplit, size: int, batch_size: int, augment: bool):
+    """A compiled scratch (or augment) convnet and its endless training dataset, warmed up by two steps."""
     keras.mixed_precision.set_global_policy(variant.precision)
     try:
         model = build_scratch_model(size, 2, 0.5 if augment else 0.0)
@@ -94,13 +95,20 @@ def time_training(variant: Variant, split: ImageSplit, size: int, batch_size: in
     else:
         data = streamed_dataset(split, size, batch_size, layered_augmenter(config, 0) if augment else None)
     model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+    return model, data
+
+
+def images_per_second(model: keras.Model, data: tf.data.Dataset, steps: int, batch_size: int) -> float:
     start = time.perf_counter()
     model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
     return steps * batch_size / (time.perf_counter() - start)
 
 
-def bench_training(source: Path, per_class: int, size: int, steps: int, variants: tuple[Variant, ...]) -> list[str]:
-    """Time each variant for scratch (batch 20, no augmentation) and augment (batch 32); return report lines."""
+def bench_training(
+    source: Path, per_class: int, size: int, steps: int, rounds: int, variants: tuple[Variant, ...]
+) -> list[str]:
+    """Time each variant for scratch (batch 20, no augmentation) and augment (batch 32), in `rounds` interleaved
+    rounds of `steps` steps (the median round counts, so a shared machine's load spreads over all rows)."""
     flops = TRAINING_FLOPS_PER_FORWARD * model_flops(build_scratch_model(size, 2))
     roof = gemm_gflops(tf.float32)
     lines = [
@@ -111,11 +119,16 @@ def bench_training(source: Path, per_class: int, size: int, steps: int, variants
         manifest = prepare_images(source, per_class, 1, Path(tmp))
         split = read_split(manifest.parent, "train")
         for method, batch_size, augment in (("scratch", 20, False), ("augment", 32, True)):
-            for variant in variants:
-                rate = time_training(variant, split, size, batch_size, augment, steps)
+            runs = [prepare(variant, split, size, batch_size, augment) for variant in variants]
+            rates: list[list[float]] = [[] for _ in variants]
+            for _ in range(rounds):
+                for index, (model, data) in enumerate(runs):
+                    rates[index].append(images_per_second(model, data, steps, batch_size))
+            for variant, measured in zip(variants, rates, strict=True):
+                rate = float(np.median(measured))
                 achieved = rate * flops / 1e9
                 lines.append(
                     f"{method} (batch {batch_size}), {variant.label}: {rate:.1f} img/s, {achieved:.0f} GFLOP/s "
-                    f"({100 * achieved / roof:.0f}% of the GEMM rate)"
+                    f"({100 * achieved / roof:.0f}% of the GEMM rate; median of {rounds} x {steps} steps)"
                 )
     return lines
