@@ -1,4 +1,13 @@
-"""Stage extract: Kaggle's competition zip, its bare train.zip, or a folder -> data/images/<class>.<n>.<ext>."""
+"""Stage extract: the raw images (a zip or a folder, in one of the known layouts) -> data/images/.
+
+Layouts (`split.layout`, detected with `auto`):
+- kaggle: files named `<class>.<n>.<ext>` (Kaggle's train.zip, or its competition zip holding it), anywhere
+  in the input; written flat: `data/images/cat.0.jpg`.
+- folders: one folder per class holding images of any name (`cat/img_0001.jpg`, Keras'
+  `image_dataset_from_directory` convention; Microsoft's `PetImages/Cat/123.jpg`), with or without one top
+  folder around them; written as `data/images/<class>/<file>`.
+Nothing is judged here: every file goes through the split stage's image gate (pipeline/images.py).
+"""
 
 from __future__ import annotations
 
@@ -8,19 +17,23 @@ import shutil
 import stat
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 # Class names become folder names and CSV cells: ASCII letters, digits, _ and -, starting with a letter.
 CLASS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 IMAGE_NAME = re.compile(r"^(?P<cls>[A-Za-z][A-Za-z0-9_-]*)\.(?P<index>\d+)\.(?P<ext>jpe?g|png|bmp|gif|webp)$", re.I)
 IMAGE_EXTENSION = re.compile(r"\.(jpe?g|png|bmp|gif|webp)$", re.I)
+LAYOUTS = ("auto", "kaggle", "folders")
+IGNORED_FOLDERS = ("__MACOSX",)  # macOS zips add resource forks there
 KAGGLE_HINT = (
     "Download Kaggle's Dogs vs. Cats archive on a machine with internet: "
     "`kaggle competitions download -c dogs-vs-cats -p data/raw` (accept the competition's rules first), "
-    "or set paths.raw in params.yaml to a train.zip or a folder of <class>.<n>.jpg files."
+    "or set paths.raw in params.yaml to a train.zip, a folder of <class>.<n>.jpg files, or class folders "
+    "(<class>/<any name>.jpg, e.g. Microsoft's PetImages)."
 )
 
 
@@ -31,7 +44,8 @@ class ExtractError(ValueError):
 @dataclass
 class ExtractReport:
     count: int = 0
-    skipped: list[str] = field(default_factory=list)  # image files whose names are not <class>.<n>.<ext>
+    skipped: list[str] = field(default_factory=list)  # kaggle layout: image files not named <class>.<n>.<ext>
+    layout: str = ""  # the layout read: kaggle or folders
 
 
 def is_image_name(name: str) -> bool:
@@ -75,10 +89,24 @@ def read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: Path) -> 
         raise ExtractError(f"{label}: entry {info.filename!r} cannot be read ({err}).") from err
 
 
-def zip_images(
-    archive: zipfile.ZipFile, label: Path, report: ExtractReport, nested: bool = True
-) -> Iterator[tuple[str, bytes]]:
-    """(file name, bytes) of every image in a zip, descending into a nested train.zip (one level) if there is one."""
+@dataclass(frozen=True)
+class Source:
+    """One file of the raw input: its path inside the zip or folder, and how to read it."""
+
+    parts: tuple[str, ...]
+    read: Callable[[], bytes]
+
+    @property
+    def path(self) -> str:
+        return "/".join(self.parts)
+
+    @property
+    def name(self) -> str:
+        return self.parts[-1]
+
+
+def zip_sources(archive: zipfile.ZipFile, label: Path, nested: bool = True) -> Iterator[Source]:
+    """Every file entry of a zip, descending into a nested train.zip (one level) if there is one."""
     infos = archive.infolist()
     for info in infos:
         check_entry_is_safe(info, label)
@@ -86,27 +114,104 @@ def zip_images(
     if inner_zips:
         inner_label = Path(f"{label}!{inner_zips[0].filename}")
         data = read_entry(archive, inner_zips[0], label)
-        with open_zip(io.BytesIO(data), inner_label) as inner:
-            yield from zip_images(inner, inner_label, report, nested=False)
+        # Left open: its sources are read after this generator ends (it is in memory, nothing to release).
+        yield from zip_sources(open_zip(io.BytesIO(data), inner_label), inner_label, nested=False)
         return
     for info in infos:
-        name = PurePosixPath(info.filename).name
-        if info.is_dir():
-            continue
-        if is_image_name(name):
-            yield name, read_entry(archive, info, label)
-        elif IMAGE_EXTENSION.search(name):
-            report.skipped.append(info.filename)
+        if not info.is_dir():
+            parts = tuple(p for p in info.filename.replace("\\", "/").split("/") if p)
+            yield Source(parts, partial(read_entry, archive, info, label))
 
 
-def folder_images(folder: Path, report: ExtractReport) -> Iterator[tuple[str, Path]]:
+def folder_sources(folder: Path) -> Iterator[Source]:
     for path in sorted(folder.rglob("*")):
         if path.is_symlink():
             raise ExtractError(f"Refusing {path}: symbolic links are not followed.")
-        if path.is_file() and is_image_name(path.name):
-            yield path.name, path
-        elif path.is_file() and IMAGE_EXTENSION.search(path.name):
-            report.skipped.append(str(path.relative_to(folder)))
+        if path.is_file():
+            yield Source(path.relative_to(folder).parts, path.read_bytes)
+
+
+def image_sources(sources: Iterator[Source]) -> list[Source]:
+    """Files with an image extension; hidden files and macOS resource forks (__MACOSX/, ._x.jpg) are left out."""
+    return [
+        s
+        for s in sources
+        if IMAGE_EXTENSION.search(s.name)
+        and not any(part.startswith(".") or part in IGNORED_FOLDERS for part in s.parts)
+    ]
+
+
+def class_depth(images: list[Source]) -> int | None:
+    """Where the class folder sits in `<class>/<file>` (0) or `<top>/<class>/<file>` (1); None: neither."""
+    depths = {len(s.parts) for s in images}
+    if depths == {2}:
+        return 0
+    if depths == {3} and len({s.parts[0] for s in images}) == 1:
+        return 1
+    return None
+
+
+def detect_layout(images: list[Source], label: Path) -> str:
+    """kaggle or folders, whichever reading of the file paths fits; an error when both fit differently or none."""
+    depth = class_depth(images)
+    folders_fit = depth is not None and len({s.parts[depth] for s in images}) >= 2
+    named = [s for s in images if is_image_name(s.name)]
+    if folders_fit and named and len(named) == len(images):
+        differ = [s for s in images if IMAGE_NAME.match(s.name)["cls"] != s.parts[depth]]
+        if not differ:
+            return "kaggle"  # both readings give the same classes
+        raise ExtractError(
+            f"{label} is ambiguous: its files are named <class>.<n>.<ext> and also sit in class folders, and the "
+            f"two disagree (e.g. {differ[0].path!r}: class {IMAGE_NAME.match(differ[0].name)['cls']!r} by its "
+            f"name, {differ[0].parts[depth]!r} by its folder). Set split.layout in params.yaml to kaggle "
+            "(classes from file names) or folders (classes from folder names)."
+        )
+    if folders_fit:
+        return "folders"
+    if named:
+        return "kaggle"
+    raise ExtractError(
+        f"No images found in a known layout in {label}: expected files named <class>.<n>.<ext> (e.g. cat.0.jpg), "
+        "or one folder per class (<class>/<any name>.jpg, optionally inside one top folder, e.g. "
+        f"PetImages/Cat/1.jpg). {KAGGLE_HINT}"
+    )
+
+
+def kaggle_targets(images: list[Source], report: ExtractReport) -> Iterator[tuple[Source, str]]:
+    for source in images:
+        if is_image_name(source.name):
+            yield source, source.name
+        else:
+            report.skipped.append(source.path)
+
+
+def folder_targets(images: list[Source], label: Path) -> Iterator[tuple[Source, str]]:
+    depth = class_depth(images)
+    if depth is None:
+        odd = next(s for s in images if len(s.parts) not in (2, 3)) if images else None
+        raise ExtractError(
+            f"split.layout is folders, but the images in {label} are not all <class>/<file> or "
+            f"<top folder>/<class>/<file>" + (f" (e.g. {odd.path!r})." if odd else ".")
+        )
+    for cls in sorted({s.parts[depth] for s in images}):
+        if not CLASS_NAME.match(cls):
+            raise ExtractError(
+                f"Class folder {cls!r} in {label}: class names must be ASCII letters, digits, _ and -, starting "
+                "with a letter (they become folder names and CSV cells). Rename the folder."
+            )
+    for source in images:
+        yield source, f"{source.parts[depth]}/{source.name}"
+
+
+def planned_images(raw: Path, sources: Iterator[Source], layout: str, report: ExtractReport):
+    """(source, target path in the images folder) of each image the layout takes."""
+    if layout not in LAYOUTS:
+        raise ExtractError(f"split.layout must be one of {LAYOUTS}. Received: layout={layout!r}")
+    images = image_sources(sources)
+    report.layout = detect_layout(images, raw) if layout == "auto" else layout
+    if report.layout == "folders":
+        return folder_targets(images, raw)
+    return kaggle_targets(images, report)
 
 
 @contextmanager
@@ -124,20 +229,20 @@ def staged_folder(out_dir: Path) -> Iterator[Path]:
     staging.rename(out_dir)
 
 
-def extract(raw: Path, out_dir: Path) -> ExtractReport:
-    """Write every training image of `raw` flat into `out_dir`; says how many, and which image files it skipped."""
+def extract(raw: Path, out_dir: Path, layout: str = "auto") -> ExtractReport:
+    """Write every image of `raw` into `out_dir` (see the module doc); says how many, the layout, what it skipped."""
     if not raw.exists():
         raise ExtractError(f"Raw data not found at {raw}. {KAGGLE_HINT}")
     report = ExtractReport()
     seen: set[str] = set()
     with staged_folder(out_dir) as staging:
         if raw.is_dir():
-            for name, path in folder_images(raw, report):
-                report.count += _write_once(staging, name, path.read_bytes(), seen, raw)
+            for source, target in planned_images(raw, folder_sources(raw), layout, report):
+                report.count += _write_once(staging, target, source.read(), seen, raw)
         else:
             with open_zip(raw, raw) as archive:
-                for name, data in zip_images(archive, raw, report):
-                    report.count += _write_once(staging, name, data, seen, raw)
+                for source, target in planned_images(raw, zip_sources(archive, raw), layout, report):
+                    report.count += _write_once(staging, target, source.read(), seen, raw)
         if report.count == 0:
             raise ExtractError(f"No images named <class>.<n>.<ext> (e.g. cat.0.jpg) found in {raw}. {KAGGLE_HINT}")
     return report
@@ -147,5 +252,7 @@ def _write_once(folder: Path, name: str, data: bytes, seen: set[str], raw: Path)
     if name in seen:
         raise ExtractError(f"Image name {name!r} occurs twice in {raw}; names must be unique.")
     seen.add(name)
-    (folder / name).write_bytes(data)
+    target = folder / name
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(data)
     return 1

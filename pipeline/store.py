@@ -112,9 +112,10 @@ def write_index(
 
 
 class FeatureStore:
-    """Read access to a finished store."""
+    """Read access to a finished store (a str or Path). For arrays and tf.data, see pipeline.api."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
+        path = Path(path)
         if not path.is_file():
             raise StoreError(f"Feature store not found: {path}. Run `dvc repro` (the featurize stage) first.")
         self.path = path
