@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import keras
 import tensorflow as tf
 
 from pipeline.config import AugmentationConfig
@@ -49,24 +50,27 @@ def check_augmentation(config: AugmentationConfig) -> None:
         )
 
 
-def draw_warps(count: tf.Tensor, height: int, width: int, config: AugmentationConfig, seed: int) -> WarpDraws:
-    """Draw each image's parameters as ImageDataGenerator.random_transform did (uniform, independent)."""
+def draw_warps(
+    count: tf.Tensor, height: int, width: int, config: AugmentationConfig, seed: keras.random.SeedGenerator
+) -> WarpDraws:
+    """Draw each image's parameters as ImageDataGenerator.random_transform did (uniform, independent). The
+    generator's state advances with every draw, so each batch, epoch and new iterator gets new transforms."""
 
-    def uniform(bound: float, offset: int, center: float = 0.0) -> tf.Tensor:
+    def uniform(bound: float, center: float = 0.0) -> tf.Tensor:
         if not bound:
             return tf.fill([count], tf.constant(center, tf.float32))
-        return tf.random.uniform([count], center - bound, center + bound, seed=seed + offset)
+        return keras.random.uniform([count], center - bound, center + bound, seed=seed)
 
     flip = tf.zeros([count])
     if config.horizontal_flip:
-        flip = tf.cast(tf.random.uniform([count], seed=seed + 6) < 0.5, tf.float32)
+        flip = tf.cast(keras.random.uniform([count], seed=seed) < 0.5, tf.float32)
     return WarpDraws(
-        theta=uniform(config.rotation, 0) * (3.141592653589793 / 180.0),
-        tx=uniform(config.height_shift, 1) * height,
-        ty=uniform(config.width_shift, 2) * width,
-        shear=uniform(config.shear, 3),
-        zx=uniform(config.zoom, 4, 1.0),
-        zy=uniform(config.zoom, 5, 1.0),
+        theta=uniform(config.rotation) * (3.141592653589793 / 180.0),
+        tx=uniform(config.height_shift) * height,
+        ty=uniform(config.width_shift) * width,
+        shear=uniform(config.shear),
+        zx=uniform(config.zoom, 1.0),
+        zy=uniform(config.zoom, 1.0),
         flip=flip,
     )
 
@@ -117,10 +121,11 @@ def warp(images: tf.Tensor, matrices: tf.Tensor, fill_mode: str = "nearest") -> 
 def augmenter(config: AugmentationConfig, seed: int) -> Callable[[tf.Tensor], tf.Tensor]:
     """Float batch (N, H, W, C) in [0, 255] -> the same batch augmented as the seed's ImageDataGenerator."""
     check_augmentation(config)
+    generator = keras.random.SeedGenerator(seed)
 
     def augment(images: tf.Tensor) -> tf.Tensor:
         height, width = images.shape[1], images.shape[2]
-        draws = draw_warps(tf.shape(images)[0], height, width, config, seed)
+        draws = draw_warps(tf.shape(images)[0], height, width, config, generator)
         return warp(images, warp_matrices(draws, height, width), config.fill_mode)
 
     return augment

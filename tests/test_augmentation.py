@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -85,7 +86,7 @@ def test_a_bright_pixel_lands_where_the_inverse_matrix_says() -> None:
 
 def test_draws_have_the_seeds_ranges() -> None:
     config = AugmentationConfig(rotation=40, width_shift=0.2, height_shift=0.1, shear=0.2, zoom=0.2)
-    d = draw_warps(tf.constant(4000), 150, 100, config, seed=1)
+    d = draw_warps(tf.constant(4000), 150, 100, config, keras.random.SeedGenerator(1))
     assert np.abs(d.theta).max() <= np.deg2rad(40) + 1e-6 and np.abs(d.theta).max() > np.deg2rad(38)
     assert np.abs(d.tx).max() <= 15 + 1e-4 and np.abs(d.tx).max() > 14  # height fraction x rows
     assert np.abs(d.ty).max() <= 20 + 1e-4 and np.abs(d.ty).max() > 19  # width fraction x columns
@@ -104,6 +105,15 @@ def test_augmenter_keeps_shape_and_range_and_varies() -> None:
     flip_only = augmenter(AugmentationConfig(0, 0, 0, 0, 0, True), seed=3)(images).numpy()
     for out, original in zip(flip_only, images.numpy(), strict=True):
         assert np.allclose(out, original, atol=1e-3) or np.allclose(out, original[:, ::-1], atol=1e-3)
+
+
+def test_every_pass_over_a_dataset_draws_new_transforms() -> None:
+    """One-pass epochs start a new iterator each time: the draws must not restart (as op-seeded ops would)."""
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    augment = augmenter(AugmentationConfig(), seed=3)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(4).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    first, second = ([batch.numpy() for batch in dataset] for _ in range(2))
+    assert not np.allclose(first[0], first[1]) and not np.allclose(first[0], second[0])
 
 
 @pytest.mark.parametrize(
