@@ -19,8 +19,6 @@ import tensorflow as tf
 
 from pipeline.config import AugmentationConfig
 
-FILL_MODES = ("nearest", "constant", "reflect", "wrap")
-
 
 @dataclass(frozen=True)
 class WarpDraws:
@@ -33,21 +31,6 @@ class WarpDraws:
     zx: tf.Tensor  # zoom of rows
     zy: tf.Tensor  # zoom of columns
     flip: tf.Tensor
-
-
-def check_augmentation(config: AugmentationConfig) -> None:
-    """Refuse settings ImageDataGenerator would not take, naming the params key."""
-    key = "params 'methods.augmentation"
-    if config.fill_mode not in FILL_MODES:
-        raise ValueError(f"{key}.fill_mode' must be one of {FILL_MODES}. Received: {config.fill_mode!r}")
-    for name in ("rotation", "width_shift", "height_shift", "shear", "zoom"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"{key}.{name}' must be a number >= 0. Received: {value!r}")
-    if config.zoom >= 1:
-        raise ValueError(
-            f"{key}.zoom' must be below 1 (zooms are drawn in [1 - zoom, 1 + zoom]). Received: {config.zoom}"
-        )
 
 
 def draw_warps(
@@ -119,8 +102,8 @@ def warp(images: tf.Tensor, matrices: tf.Tensor, fill_mode: str = "nearest") -> 
 
 
 def augmenter(config: AugmentationConfig, seed: int) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Float batch (N, H, W, C) in [0, 255] -> the same batch augmented as the seed's ImageDataGenerator."""
-    check_augmentation(config)
+    """Float batch (N, H, W, C) in [0, 255] -> the same batch augmented as the seed's ImageDataGenerator (the
+    params schema has checked the ranges and the fill mode)."""
     generator = keras.random.SeedGenerator(seed)
 
     def augment(images: tf.Tensor) -> tf.Tensor:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,11 @@ from typing import Any
 import h5py
 import numpy as np
 
+from pipeline.atomic import atomic_file, remove_partials
+from pipeline.errors import ChunkError
+
 STRING = h5py.string_dtype("utf-8")
 CHUNK_GLOB = "chunk-*.h5"
-
-
-class ChunkError(ValueError):
-    """A chunk file is unreadable or does not hold what its checksum says."""
 
 
 def read_strings(dataset: h5py.Dataset) -> list[str]:
@@ -103,8 +101,7 @@ class ChunkPool:
 
     def remove_partials(self) -> None:
         """Temporary files a killed run left behind."""
-        for tmp in self.folder.glob("*.partial") if self.folder.is_dir() else []:
-            tmp.unlink()
+        remove_partials(self.folder)
 
 
 def write_chunk(folder: Path, fingerprint: str, features: np.ndarray, keys: list[str], dtype: str) -> Path:
@@ -112,14 +109,12 @@ def write_chunk(folder: Path, fingerprint: str, features: np.ndarray, keys: list
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256((fingerprint + "".join(keys)).encode()).hexdigest()
     path = folder / f"chunk-{digest[:20]}-{len(keys)}.h5"  # never the name of another recipe's chunk
-    tmp = path.with_name(path.name + ".partial")
     stored = features.astype(dtype, copy=False)
-    with h5py.File(tmp, "w") as handle:
+    with atomic_file(path) as tmp, h5py.File(tmp, "w") as handle:
         handle.create_dataset("features", data=stored)
         handle.create_dataset("keys", data=np.array(keys, dtype=object), dtype=STRING)
         handle.attrs["fingerprint"] = fingerprint
         handle.attrs["checksum"] = chunk_checksum(stored, keys)
-    os.replace(tmp, path)
     return path
 
 

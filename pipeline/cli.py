@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pipeline.config import load_config
+from pipeline.errors import DEBUG_ENV, run_with_clean_errors
 from pipeline.methods.cli import method_app
 from pipeline.visualize.cli import visualize_app
 
@@ -20,6 +22,18 @@ store_app = typer.Typer(help="Inspect, check and export feature stores.", no_arg
 app.add_typer(store_app, name="store")
 app.add_typer(method_app, name="method")
 app.add_typer(visualize_app, name="visualize")
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of every error (or set PIPELINE_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Precomputed feature store for small-data image classification with pretrained convnets."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
 DEFAULT_PARAMS = Path("params.yaml")
@@ -262,6 +276,17 @@ def bench(
         typer.echo(line)
 
 
+@app.command()
+def params(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Check the params file against the schema, then print every param, its default and meaning (markdown)."""
+    from pipeline.config import markdown_table
+
+    if params.is_file():
+        load_config(params)
+        typer.echo(f"{params}: valid\n")
+    typer.echo(markdown_table())
+
+
 @app.command("bench-train")
 def bench_train(
     source: Annotated[
@@ -283,6 +308,5 @@ def bench_train(
 
 
 def main() -> None:
-    from pipeline.errors import run_with_clean_errors
-
+    """`python -m pipeline`: known errors as one line and exit 2; anything else (or --debug) with its traceback."""
     run_with_clean_errors(app)

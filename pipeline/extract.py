@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import stat
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 
+from pipeline.atomic import staged_folder
+from pipeline.errors import ExtractError
+from pipeline.manifest import CLASS_NAME, IMAGE_EXTENSION, IMAGE_NAME
+
 # Class names become folder names and CSV cells: ASCII letters, digits, _ and -, starting with a letter.
-CLASS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-IMAGE_NAME = re.compile(r"^(?P<cls>[A-Za-z][A-Za-z0-9_-]*)\.(?P<index>\d+)\.(?P<ext>jpe?g|png|bmp|gif|webp)$", re.I)
-IMAGE_EXTENSION = re.compile(r"\.(jpe?g|png|bmp|gif|webp)$", re.I)
 LAYOUTS = ("auto", "kaggle", "folders")
 IGNORED_FOLDERS = ("__MACOSX",)  # macOS zips add resource forks there
 KAGGLE_HINT = (
@@ -35,10 +34,6 @@ KAGGLE_HINT = (
     "or set paths.raw in params.yaml to a train.zip, a folder of <class>.<n>.jpg files, or class folders "
     "(<class>/<any name>.jpg, e.g. Microsoft's PetImages)."
 )
-
-
-class ExtractError(ValueError):
-    """The raw input is missing, not an archive we understand, or holds an unsafe entry."""
 
 
 @dataclass
@@ -212,21 +207,6 @@ def planned_images(raw: Path, sources: Iterator[Source], layout: str, report: Ex
     if report.layout == "folders":
         return folder_targets(images, raw)
     return kaggle_targets(images, report)
-
-
-@contextmanager
-def staged_folder(out_dir: Path) -> Iterator[Path]:
-    """A fresh sibling folder to fill; it replaces `out_dir` only if the block completes, else it is removed."""
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
 
 
 def extract(raw: Path, out_dir: Path, layout: str = "auto") -> ExtractReport:

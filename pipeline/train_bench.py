@@ -23,8 +23,9 @@ import tensorflow as tf
 from pipeline.augmentation import augmenter
 from pipeline.bench import gemm_gflops, model_flops, prepare_images
 from pipeline.config import AugmentationConfig
-from pipeline.methods.common import ImageSplit, compile_model, image_dataset, load_image, read_split
-from pipeline.methods.scratch import build_scratch_model
+from pipeline.image_input import decode_and_resize
+from pipeline.methods.common import ImageSplit, compile_model, image_dataset, read_split
+from pipeline.methods.convnet import build_scratch_model
 
 TRAINING_FLOPS_PER_FORWARD = 3  # forward, and a backward of about twice its cost
 
@@ -72,7 +73,7 @@ def layered_augmenter(config: AugmentationConfig, seed: int) -> Callable[[tf.Ten
 def streamed_dataset(split: ImageSplit, size: int, batch_size: int, augment) -> tf.data.Dataset:
     """The path before: every batch read and decoded from the files."""
     files = tf.data.Dataset.from_tensor_slices((tf.constant(split.paths), split.labels)).shuffle(len(split.paths))
-    dataset = files.repeat().map(lambda p, y: (load_image(p, size, "bilinear"), y), num_parallel_calls=-1)
+    dataset = files.repeat().map(lambda p, y: (decode_and_resize(p, size, "bilinear"), y), num_parallel_calls=-1)
     dataset = dataset.batch(batch_size)
     if augment is not None:
         dataset = dataset.map(lambda x, y: (augment(x), y), num_parallel_calls=-1)

@@ -8,8 +8,9 @@ import h5py
 import numpy as np
 
 from pipeline.chunks import read_strings, verify_chunk
-from pipeline.split import classes_of, read_manifest
-from pipeline.store import FeatureStore, StoreError, chunk_folder
+from pipeline.errors import StoreError
+from pipeline.manifest import classes_of, read_manifest
+from pipeline.store import FeatureStore, chunk_folder
 
 REQUIRED_ATTRS = ("backbone", "weights", "weights_sha256", "input_size", "fingerprint", "feature_shape", "classes")
 SPLIT_DATASETS = ("features", "labels", "ids", "keys", "chunk", "row")

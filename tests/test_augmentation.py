@@ -116,14 +116,7 @@ def test_every_pass_over_a_dataset_draws_new_transforms() -> None:
     assert not np.allclose(first[0], first[1]) and not np.allclose(first[0], second[0])
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"fill_mode": "mirror"}, "fill_mode' must be one of .* Received: 'mirror'"),
-        ({"rotation": -1}, "rotation' must be a number >= 0"),
-        ({"zoom": 1.0}, "zoom' must be below 1"),
-    ],
-)
-def test_bad_augmentation_params_name_the_key(change: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        augmenter(AugmentationConfig(**change), seed=0)
+def test_the_schema_refuses_what_image_data_generator_would_not_take() -> None:
+    for bad in ({"fill_mode": "mirror"}, {"rotation": -1}, {"zoom": 1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            AugmentationConfig(**bad)

@@ -23,8 +23,10 @@ from pipeline.config import (
     SplitConfig,
     TrainConfig,
 )
+from pipeline.errors import StoreError
 from pipeline.methods import augment, augmented_heads, end_to_end, finetune, scratch
-from pipeline.methods.augmented_features import augmented_path, read_augmented, write_augmented_features
+from pipeline.methods.augmented_features import write_augmented_features
+from pipeline.methods.augmented_store import augmented_path, read_augmented
 from pipeline.methods.common import (
     evaluate_model,
     image_dataset,
@@ -33,11 +35,10 @@ from pipeline.methods.common import (
     preprocessor,
     read_split,
 )
+from pipeline.methods.convnet import build_scratch_model
 from pipeline.methods.end_to_end import build_end_to_end
 from pipeline.methods.finetune import unfreeze_from
-from pipeline.methods.scratch import build_scratch_model
 from pipeline.split import split
-from pipeline.store import StoreError
 
 SEED_LAYER_PARAMS = [896, 18_496, 73_856, 147_584, 3_211_776, 513]
 

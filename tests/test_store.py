@@ -8,8 +8,9 @@ import pytest
 from conftest import make_split
 
 from pipeline.config import BackboneConfig, FeaturizeConfig
+from pipeline.errors import StoreError
 from pipeline.featurize import Shard, featurize, merge
-from pipeline.store import FeatureStore, StoreError, chunk_folder
+from pipeline.store import FeatureStore, chunk_folder
 from pipeline.verify import verify
 
 BACKBONE = BackboneConfig(weights="none", input_size=32)
