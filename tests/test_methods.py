@@ -28,6 +28,7 @@ from pipeline.methods import augment, augmented_heads, end_to_end, finetune, scr
 from pipeline.methods.augmented_features import write_augmented_features
 from pipeline.methods.augmented_store import augmented_path, read_augmented
 from pipeline.methods.common import (
+    compile_model,
     evaluate_model,
     image_dataset,
     load_model,
@@ -70,16 +71,26 @@ def test_end_to_end_model_and_finetune_unfreezing_vgg16() -> None:
         unfreeze_from(model, "block9_conv1")
 
 
-def test_saved_end_to_end_model_keeps_its_base_in_inference_mode(tmp_path: Path) -> None:
-    """EfficientNet's batch norm and dropout must not train, even after loading and unfreezing."""
+def test_finetuning_keeps_the_batch_norms_frozen(tmp_path: Path) -> None:
+    """EfficientNet-Lite0 (ImageNet weights): after loading and unfreezing, a training step moves the unfrozen
+    convolutions but no batch norm statistic or scale, and inference gives what the saved model gave."""
     spec = get_backbone("efficientnet_lite0")
-    model = build_end_to_end(spec.conv_base(64, spec.resolve_weights("none")), 3, 8)
+    model = build_end_to_end(spec.conv_base(64, spec.resolve_weights("imagenet")), 2, 8)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     unfreeze_from(loaded, spec.finetune_from)
-    images = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
-    np.testing.assert_allclose(loaded(images, training=True), loaded(images, training=False), atol=1e-6)
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(loaded(images), model(images), atol=1e-6)
+    norms = [layer for layer in loaded.layers[1].layers if isinstance(layer, keras.layers.BatchNormalization)]
+    before = {w.path: w.numpy().copy() for layer in norms for w in layer.weights}
+    convs = {w.path: w.numpy().copy() for w in loaded.trainable_weights if "block15" in w.path}
+    assert norms and convs and not any(layer.trainable for layer in norms)
+    compile_model(loaded, 1e-3, 2)
+    loaded.fit(images, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+    after = {w.path: w.numpy() for layer in norms for w in layer.weights}
+    assert all(np.array_equal(before[path], after[path]) for path in before)
+    moved = [w.path for w in loaded.trainable_weights if w.path in convs and not np.allclose(w.numpy(), convs[w.path])]
+    assert moved
 
 
 @pytest.fixture(scope="module")
