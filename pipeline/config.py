@@ -185,6 +185,7 @@ class FeaturizeConfig:
     resize: ResizeMethod = Field("bilinear", description="resize method to the input size (seed: nearest)")
     storage_dtype: StorageDtype = Field("float32", description="dtype of stored features; heads read float32")
     precision: Precision = Field("auto", description="conv-base compute; auto: bfloat16 where fast (seed: float32)")
+    mirror: Bool = Field(False, description="true: each row averages the image's and its left-right mirror's features")
     chunk_rows: Int = Count(512, 1, "rows per chunk file: the unit of resume, update and DVC push")
     backend: Backend = Field("local", description="local: tf.data here | ray: Ray Data actors")
     ray: RayConfig = field(default_factory=RayConfig)

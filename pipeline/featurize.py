@@ -86,6 +86,7 @@ def feature_recipe(spec: BackboneSpec, weights: ResolvedWeights, input_size: int
         "preprocessing": spec.preprocessing,
         "storage_dtype": config.storage_dtype,
         "precision": resolve_precision(config.precision),
+        **({"mirror": True} if config.mirror else {}),  # absent when off: older stores keep their fingerprint
     }
 
 
