@@ -73,7 +73,7 @@ def split(params: ParamsOption = DEFAULT_PARAMS) -> None:
 @app.command()
 def weights(backbone: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Resolve BACKBONE's weights (downloading them if needed) and record their sha256 for DVC."""
-    from pipeline.featurize import record_weights
+    from pipeline.weights import record_weights
 
     config = load_config(params)
     resolved = record_weights(backbone, config.backbone(backbone), config.paths.weights_record(backbone))

@@ -9,7 +9,6 @@ computes just the new ones. `--shard i/n` computes one slice of the missing rows
 
 from __future__ import annotations
 
-import json
 import platform
 import re
 import time
@@ -100,15 +99,6 @@ def store_attrs(recipe: dict, weights: ResolvedWeights, spec: BackboneSpec, clas
         "versions": library_versions(),
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
     }
-
-
-def record_weights(backbone: str, backbone_config: BackboneConfig, out_path: Path) -> ResolvedWeights:
-    """Resolve a backbone's weights and write what they are (identifier, sha256) for DVC to compare."""
-    weights = get_backbone(backbone).resolve_weights(backbone_config.weights)
-    record = {"backbone": backbone, "weights": weights.identifier, "sha256": weights.sha256}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(record, indent=2) + "\n")
-    return weights
 
 
 def featurize(

@@ -32,7 +32,18 @@ LAYERS = {
         "methods.augmented_store",
     ],
     BACKEND: ["compute", "local_backend", "ray_backend"],
-    STAGE: ["extract", "split", "featurize", "train", "evaluate", "predict", "verify", "visualize", "methods"],
+    STAGE: [
+        "extract",
+        "split",
+        "weights",
+        "featurize",
+        "train",
+        "evaluate",
+        "predict",
+        "verify",
+        "visualize",
+        "methods",
+    ],
     CLI: ["__init__", "__main__", "cli", "api", "bench", "methods.cli", "visualize.cli"],
 }
 
