@@ -105,6 +105,8 @@ def featurize(
 
 
 def echo_featurize_report(backbone: str, report) -> None:
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
     speed = f" ({report.images_per_second:.1f} img/s)" if report.computed else ""
     typer.echo(
         f"{backbone}: computed {report.computed} of {report.images} images in {report.seconds:.1f} s{speed}, "

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from pipeline.backbones.registry import BackboneSpec, WeightsUnavailableError, register, sha256_of
+from pipeline.backbones.registry import BackboneSpec, Preprocessing, WeightsUnavailableError, register, sha256_of
 from pipeline.backbones.torch_state import load_torch_state_dict
 from pipeline.errors import InputError
 
@@ -233,7 +233,7 @@ EFFICIENTNET_LITE0 = register(
         name="efficientnet_lite0",
         build=build_efficientnet_lite0,
         preprocess=preprocess_input,
-        preprocessing="(x - 127) / 128 on RGB",
+        preprocessing=Preprocessing("RGB", (127.0, 127.0, 127.0), 1 / 128),
         fetch_imagenet=fetch_imagenet_weights,
         default_input_size=150,
         default_pooling="avg",
