@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from pipeline.audit.cli import audit_app
 from pipeline.config import load_config
 from pipeline.errors import DEBUG_ENV, run_with_clean_errors
 from pipeline.methods.cli import method_app
@@ -22,6 +23,7 @@ store_app = typer.Typer(help="Inspect, check and export feature stores.", no_arg
 app.add_typer(store_app, name="store")
 app.add_typer(method_app, name="method")
 app.add_typer(visualize_app, name="visualize")
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()
@@ -121,6 +123,7 @@ def train(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) -> No
     from pipeline.train import train as run
 
     config = load_config(params)
+    drop_list = config.paths.drop_list(backbone) if config.audit.drop.types else None  # audit.drop: opt-in
     seconds = run(
         config.paths.store(backbone),
         head,
@@ -128,8 +131,11 @@ def train(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) -> No
         config.train.seed,
         config.paths.head_dir(backbone, head),
         config.paths.curves_dir(backbone, head),
+        drop_list,
     )
     typer.echo(f"trained {head} on {backbone} features in {seconds:.1f} s -> {config.paths.head_dir(backbone, head)}")
+    if drop_list is not None:
+        typer.echo(f"  without the training rows in {drop_list} (audit.drop.types {list(config.audit.drop.types)})")
 
 
 @app.command()
@@ -194,6 +200,32 @@ def predict(
     if failed:
         typer.echo(f"{len(failed)} of {len(predictions)} image(s) could not be classified (see error)", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def neighbors(
+    image: Annotated[Path, typer.Argument(help="An image file, in the store or not.")],
+    k: Annotated[int, typer.Option("-k", help="How many neighbors.")] = 8,
+    backbone: Annotated[str | None, typer.Option(help="Whose store; default the first of featurize.backbones.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The contact sheet PNG.")] = Path("neighbors.png"),
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """The K images of a store nearest to IMAGE (cosine distance of pooled features): a table and a contact sheet.
+
+    An image the store does not hold is featurized now with the store's recipe.
+    """
+    from pipeline.neighbors import neighbors as run
+    from pipeline.neighbors import table, write_sheet
+
+    config = load_config(params)
+    backbone = backbone or config.featurize.backbones[0]
+    store = config.paths.store(backbone)
+    result = run(image, store, config.paths.split, config.backbone(backbone), k, config.audit.pooling)
+    source = "its row in the store" if result.in_store else "featurized now with the store's recipe"
+    typer.echo(f"{image} ({source}): {len(result.neighbors)} nearest in {store}")
+    for line in table(result):
+        typer.echo(line)
+    typer.echo(f"contact sheet: {write_sheet(result, config.paths.split, out)}")
 
 
 @store_app.command("merge")

@@ -24,7 +24,7 @@ DEFAULT_PARAMS = Path("params.yaml")
 
 # Allowed values. The backbone and head names are the registries' (pipeline/backbones, pipeline/heads; a test
 # checks they agree), spelled out here so validating params never imports TensorFlow.
-BackboneName = Literal["vgg16", "efficientnet_lite0"]
+BackboneName = Literal["vgg16", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 HeadName = Literal["dense", "logreg"]
 ResizeMethod = Literal["bilinear", "nearest", "bicubic", "area"]
 StorageDtype = Literal["float32", "float16"]
@@ -33,6 +33,9 @@ Backend = Literal["local", "ray"]
 Pooling = Literal["auto", "flatten", "avg"]
 FillMode = Literal["nearest", "constant", "reflect", "wrap"]
 Layout = Literal["auto", "kaggle", "folders"]
+IssueType = Literal["label_issue", "outlier", "near_duplicate", "leakage", "exact_duplicate"]
+LabelFilter = Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"]
+AuditMap = Literal["pca", "tsne"]
 
 BACKBONES: tuple[str, ...] = get_args(BackboneName)
 HEADS: tuple[str, ...] = get_args(HeadName)
@@ -99,6 +102,7 @@ class Paths:
     metrics: Path = Field(Path("metrics"), description="evaluate's output: <backbone>/<head>/metrics.json")
     curves: Path = Field(Path("dvclive"), description="training curves: <backbone>/<head>/plots/metrics/")
     plots: Path = Field(Path("plots"), description="visualize's pictures")
+    audit: Path = Field(Path("audit"), description="the audit's output: <backbone>/issues.csv, counts.json, plots/")
 
     @property
     def manifest(self) -> Path:
@@ -122,6 +126,13 @@ class Paths:
 
     def metrics_dir(self, backbone: str, head: str) -> Path:
         return self.metrics / backbone / head
+
+    def audit_dir(self, backbone: str) -> Path:
+        return self.audit / backbone
+
+    def drop_list(self, backbone: str) -> Path:
+        """The audit's training rows to leave out of the heads (header only unless audit.drop asks)."""
+        return self.audit / backbone / "drop.csv"
 
 
 @dataclass(config=SCHEMA)
@@ -181,6 +192,7 @@ class FeaturizeConfig:
     resize: ResizeMethod = Field("bilinear", description="resize method to the input size (seed: nearest)")
     storage_dtype: StorageDtype = Field("float32", description="dtype of stored features; heads read float32")
     precision: Precision = Field("auto", description="conv-base compute; auto: bfloat16 where fast (seed: float32)")
+    mirror: Bool = Field(False, description="true: each row averages the image's and its left-right mirror's features")
     chunk_rows: Int = Count(512, 1, "rows per chunk file: the unit of resume, update and DVC push")
     backend: Backend = Field("local", description="local: tf.data here | ray: Ray Data actors")
     ray: RayConfig = field(default_factory=RayConfig)
@@ -189,7 +201,9 @@ class FeaturizeConfig:
 @dataclass(config=SCHEMA)
 class BackboneConfig:
     weights: str = Field("imagenet", description="imagenet, none (random, seeded) or a file path")
-    input_size: Int = Count(150, 32, "square input side in pixels (seed: 150)")
+    input_size: Int = Count(
+        150, 32, "square input side in pixels; per backbone: VGG16 150 (seed), EfficientNet-Lite0/1/2 224/240/260"
+    )
 
 
 @dataclass(config=SCHEMA)
@@ -324,7 +338,12 @@ class MethodsConfig:
 
 
 def default_filter_layers() -> dict[str, str]:
-    return {"vgg16": "block3_conv1", "efficientnet_lite0": "block5_expand_conv"}
+    return {
+        "vgg16": "block3_conv1",
+        "efficientnet_lite0": "block5_expand_conv",
+        "efficientnet_lite1": "block7_expand_conv",  # the first block of the 80-filter stage, as block5 in Lite0
+        "efficientnet_lite2": "block7_expand_conv",
+    }
 
 
 @dataclass(config=SCHEMA)
@@ -351,8 +370,40 @@ class VisualizeConfig:
         return self.filter_layers[backbone]
 
 
+@dataclass(config=SCHEMA)
+class AuditDropConfig:
+    """audit.drop: flagged training rows the heads leave out (opt-in; features are not recomputed)."""
+
+    types: tuple[IssueType, ...] = Field((), description="e.g. [label_issue, outlier, leakage]; [] drops nothing")
+    min_score: Float = Real(0.0, "only rows whose issue score (0..1, higher is surer) is at least this", ge=0, le=1)
+
+
+@dataclass(config=SCHEMA)
+class AuditConfig:
+    """The audit stage: label issues, outliers, near duplicates, leakage, exact duplicates from the features."""
+
+    pooling: Literal["avg", "flatten"] = Field("avg", description="how feature maps become the compared vectors")
+    folds: Int = Count(5, 2, "folds of the out-of-fold logistic regression behind the label issues")
+    C: Float = Real(0.1, "that regression's inverse regularization (features standardized)", gt=0)
+    label_filter: LabelFilter = Field("prune_by_noise_rate", description="cleanlab find_label_issues filter_by")
+    neighbors: Int = Count(10, 1, "k of the nearest-neighbor graph (outlier scores, near-duplicate pairs)")
+    near_duplicate: Float = Real(
+        0.25, "pair cutoff, a fraction of the median nearest-neighbor distance (cleanlab: 0.13)", ge=0, le=1
+    )
+    outlier: Float = Real(0.37037, "mean k-NN distance above Q3 + (1/outlier - 1) IQR (cleanlab Datalab's)", gt=0, le=1)
+    map: AuditMap = Field("pca", description="the 2-D map: pca (seconds) or tsne (about 30 s at 4,000 rows)")
+    sheet_images: Int = Count(48, 1, "thumbnails per contact sheet, most certain first")
+    seed: Seed = Count(42, 0, "seeds the folds and the map")
+    drop: AuditDropConfig = field(default_factory=AuditDropConfig)
+
+
+# Each backbone's default input size: the registry's default_input_size (a test checks they agree), the native
+# size of the EfficientNet-Lites and the seed's 150 px for VGG16.
+DEFAULT_INPUT_SIZES = {"vgg16": 150, "efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+
+
 def default_backbones() -> dict[str, BackboneConfig]:
-    return {name: BackboneConfig() for name in BACKBONES}
+    return {name: BackboneConfig(input_size=DEFAULT_INPUT_SIZES[name]) for name in BACKBONES}
 
 
 @dataclass(config=SCHEMA)
@@ -365,11 +416,12 @@ class Config:
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     visualize: VisualizeConfig = field(default_factory=VisualizeConfig)
     methods: MethodsConfig = field(default_factory=MethodsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     raw: dict[str, Any] = field(default_factory=dict)  # params.yaml as read
 
     def backbone(self, name: str) -> BackboneConfig:
         """The params of one backbone; defaults when params.yaml has no entry for it."""
-        return self.backbones.get(name, BackboneConfig())
+        return self.backbones.get(name) or default_backbones().get(name, BackboneConfig())
 
     def head(self, name: str) -> dict[str, Any]:
         """One head's params as a dict (every key, defaults filled in)."""

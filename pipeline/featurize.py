@@ -96,6 +96,7 @@ def feature_recipe(
         "preprocessing": spec.preprocessing.as_dict(),
         "storage_dtype": config.storage_dtype,
         "precision": precision,
+        **({"mirror": True} if config.mirror else {}),  # absent when off: older stores keep their fingerprint
     }
 
 

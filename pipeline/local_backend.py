@@ -22,7 +22,7 @@ class LocalBackend:
     def compute(self, job: ComputeJob) -> tuple[int, ...]:
         """Run the conv base over the job's images here, writing a chunk every `chunk_rows` rows."""
         spec, size, config = job.spec, job.backbone_config.input_size, job.config
-        model = spec.inference_base(size, job.weights, job.recipe["precision"])
+        model = spec.inference_base(size, job.weights, job.recipe["precision"], job.recipe.get("mirror", False))
         batches = image_batches(job.paths, size, config.resize, config.batch_size, spec.preprocess)
         with tqdm(total=len(job.keys), desc=f"featurize {spec.name}", unit="img", disable=None) as bar:
             for features, chunk_keys in group_rows(run_model(model, batches, bar), job.keys, config.chunk_rows):

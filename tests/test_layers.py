@@ -30,6 +30,9 @@ LAYERS = {
         "methods.convnet",
         "methods.idx",
         "methods.augmented_store",
+        "similarity",
+        "pooled",
+        "drop_list",
     ],
     BACKEND: ["compute", "local_backend", "ray_backend"],
     STAGE: [
@@ -43,8 +46,10 @@ LAYERS = {
         "verify",
         "visualize",
         "methods",
+        "audit",
+        "neighbors",
     ],
-    CLI: ["__init__", "__main__", "cli", "api", "bench", "methods.cli", "visualize.cli"],
+    CLI: ["__init__", "__main__", "cli", "api", "bench", "methods.cli", "visualize.cli", "audit.cli", "audit.bench"],
 }
 
 

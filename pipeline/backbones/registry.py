@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from pipeline.backbones.folding import fold_batchnorm
+from pipeline.backbones.mirror import mirror_averaged
 from pipeline.errors import ConfigError, InputError, WeightsUnavailableError
 
 RANDOM_INIT_SEED = 0
@@ -101,9 +102,13 @@ class BackboneSpec:
         model.trainable = False
         return model
 
-    def inference_base(self, input_size: int, weights: ResolvedWeights, precision: str = "float32") -> keras.Model:
-        """The conv base for feature extraction: frozen, with BatchNormalization folded into the convolutions."""
-        return fold_batchnorm(self.conv_base(input_size, weights, precision))
+    def inference_base(
+        self, input_size: int, weights: ResolvedWeights, precision: str = "float32", mirror: bool = False
+    ) -> keras.Model:
+        """The conv base for feature extraction: frozen, with BatchNormalization folded into the convolutions;
+        with `mirror`, its output averaged over the image and its left-right mirror."""
+        base = fold_batchnorm(self.conv_base(input_size, weights, precision))
+        return mirror_averaged(base) if mirror else base
 
 
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}

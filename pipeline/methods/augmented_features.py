@@ -41,7 +41,8 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
         raise StoreError(f"{plain.path} has classes {plain.classes}, the split {train.classes}. Re-run featurize.")
     size, resize = int(plain.attrs["input_size"]), str(plain.attrs["resize"])
     precision = plain.attrs.get("precision")  # compute like the plain store did, where it records how
-    base = spec.inference_base(size, weights, precision) if precision else spec.inference_base(size, weights)
+    mirror = bool(plain.attrs.get("mirror", False))  # rows comparable with the plain store's
+    base = spec.inference_base(size, weights, precision or "float32", mirror)
     infer = tf.function(lambda x: tf.cast(base(x, training=False), tf.float32))
     tf.keras.utils.set_random_seed(config.methods.seed)
     augment = augmenter(config.methods.augmentation, config.methods.seed)
@@ -56,6 +57,7 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
         "resize": resize,
         "preprocessing": spec.preprocessing.as_dict(),
         "precision": precision or "float32",
+        **({"mirror": True} if mirror else {}),
         "default_pooling": spec.default_pooling,
         "classes": train.classes,
         "feature_shape": list(feature_shape),
