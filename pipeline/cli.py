@@ -75,7 +75,7 @@ def split(params: ParamsOption = DEFAULT_PARAMS) -> None:
 @app.command()
 def weights(backbone: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Resolve BACKBONE's weights (downloading them if needed) and record their sha256 for DVC."""
-    from pipeline.featurize import record_weights
+    from pipeline.weights import record_weights
 
     config = load_config(params)
     resolved = record_weights(backbone, config.backbone(backbone), config.paths.weights_record(backbone))
@@ -107,6 +107,8 @@ def featurize(
 
 
 def echo_featurize_report(backbone: str, report) -> None:
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
     speed = f" ({report.images_per_second:.1f} img/s)" if report.computed else ""
     typer.echo(
         f"{backbone}: computed {report.computed} of {report.images} images in {report.seconds:.1f} s{speed}, "

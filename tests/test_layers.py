@@ -39,6 +39,7 @@ LAYERS = {
     STAGE: [
         "extract",
         "split",
+        "weights",
         "featurize",
         "train",
         "evaluate",

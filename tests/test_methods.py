@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY_PARAMS, make_project, run, sample_images
+from conftest import TINY_PARAMS, check_test_metrics, make_project, run, sample_images
 
 from pipeline.backbones import get_backbone
 from pipeline.config import (
@@ -221,8 +221,8 @@ def test_dvc_runs_methods_only_when_listed(tmp_path: Path, sample_zip_40) -> Non
     result = run(["dvc", "repro", "finetune@vgg16"], root)
     assert ran_stages(result.stdout) == ["extract", "split", "end_to_end@vgg16", "finetune@vgg16"]
     assert "finetune@vgg16: test accuracy" in result.stdout
-    metrics = json.loads((root / "metrics" / "methods" / "finetune" / "vgg16" / "metrics.json").read_text())
-    assert metrics["test/images"] == 20 and 0 <= metrics["test/accuracy"] <= 1
+    metrics = check_test_metrics(root / "metrics" / "methods" / "finetune" / "vgg16", images=20)
+    assert f"finetune@vgg16: test accuracy {metrics['test/accuracy']:.4f}" in result.stdout
     assert "metrics/methods/finetune/vgg16/metrics.json" in run(["dvc", "metrics", "show"], root).stdout
     (root / "params.yaml").write_text(default_params)
     would_run = list(json.loads(run(["dvc", "status", "--json"], root).stdout))  # what `dvc repro` would run

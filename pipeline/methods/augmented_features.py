@@ -56,7 +56,7 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
         "weights_sha256": plain.attrs.get("weights_sha256", weights.sha256),
         "input_size": size,
         "resize": resize,
-        "preprocessing": spec.preprocessing,
+        "preprocessing": spec.preprocessing.as_dict(),
         "precision": precision or "float32",
         **({"mirror": True} if mirror else {}),
         "default_pooling": spec.default_pooling,
