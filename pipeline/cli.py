@@ -81,7 +81,7 @@ def split(params: ParamsOption = DEFAULT_PARAMS) -> None:
 @app.command()
 def weights(backbone: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Resolve BACKBONE's weights (downloading them if needed) and record their sha256 for DVC."""
-    from pipeline.featurize import record_weights
+    from pipeline.weights import record_weights
 
     config = load_config(params)
     resolved = record_weights(backbone, config.backbone(backbone), config.paths.weights_record(backbone))
@@ -113,6 +113,8 @@ def featurize(
 
 
 def echo_featurize_report(backbone: str, report) -> None:
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
     speed = f" ({report.images_per_second:.1f} img/s)" if report.computed else ""
     typer.echo(
         f"{backbone}: computed {report.computed} of {report.images} images in {report.seconds:.1f} s{speed}, "
@@ -349,6 +351,26 @@ def params(params: ParamsOption = DEFAULT_PARAMS) -> None:
         load_config(params)
         typer.echo(f"{params}: valid\n")
     typer.echo(markdown_table())
+
+
+@app.command("bench-train")
+def bench_train(
+    source: Annotated[
+        Path | None, typer.Option(help="Images: a Kaggle zip, train.zip or folder; default paths.raw.")
+    ] = None,
+    per_class: Annotated[int, typer.Option(help="Training images per class, decoded into memory once.")] = 200,
+    size: Annotated[int, typer.Option(help="Input size in pixels.")] = 150,
+    steps: Annotated[int, typer.Option(help="Timed training steps per round.")] = 10,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds over the rows; the median counts.")] = 3,
+    quick: Annotated[bool, typer.Option(help="Only before and after (skip the bfloat16 and XLA rows).")] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Time training of the scratch and augment convnets, before and after; print img/s and GFLOP/s."""
+    from pipeline.train_bench import VARIANTS, bench_training
+
+    raw = source or load_config(params).paths.raw
+    for line in bench_training(raw, per_class, size, steps, rounds, VARIANTS[:2] if quick else VARIANTS):
+        typer.echo(line)
 
 
 def main() -> None:

@@ -61,15 +61,22 @@ def refuse_bool(value: Any) -> Any:
 Float = Annotated[float, BeforeValidator(refuse_bool)]
 
 
-def count_or_fraction(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("allowed: a whole number of images >= 0 or a fraction between 0 and 1")
-    if (isinstance(value, int) and value < 0) or (isinstance(value, float) and not 0 <= value < 1):
-        raise ValueError("allowed: a whole number of images >= 0 or a fraction between 0 and 1")
-    return value
+def count_or_fraction(least: int) -> BeforeValidator:
+    """Images per class (a whole number >= least) or a fraction of each class's images (>= 0 and < 1)."""
+
+    def check(value: Any) -> Any:
+        allowed = f"allowed: a whole number of images >= {least} or a fraction between 0 and 1"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(allowed)
+        if (isinstance(value, int) and value < least) or (isinstance(value, float) and not 0 <= value < 1):
+            raise ValueError(allowed)
+        return value
+
+    return BeforeValidator(check)
 
 
-Size = Annotated[int | float, BeforeValidator(count_or_fraction)]
+Size = Annotated[int | float, count_or_fraction(0)]
+TrainSize = Annotated[int | float, count_or_fraction(1)]
 
 SCHEMA = ConfigDict(extra="forbid", frozen=True)
 
@@ -131,7 +138,7 @@ class Paths:
 
 @dataclass(config=SCHEMA)
 class SplitConfig:
-    train: Size = Field(
+    train: TrainSize = Field(
         1000, description="training images per class, or a fraction of each class's valid images (seed: 1000)"
     )
     validation: Size = Field(500, description="validation images per class, or a fraction (seed: 500)")

@@ -32,8 +32,8 @@ def test_mirror_average_is_the_mean_of_the_map_and_the_mirrored_map_flipped_back
 def test_mirror_is_in_the_recipe_only_when_on() -> None:
     spec = get_backbone("vgg16")
     weights = spec.resolve_weights("none")
-    off = feature_recipe(spec, weights, 48, FeaturizeConfig(precision="float32"))
-    on = feature_recipe(spec, weights, 48, FeaturizeConfig(precision="float32", mirror=True))
+    off = feature_recipe(spec, weights, 48, FeaturizeConfig(precision="float32"), "float32")
+    on = feature_recipe(spec, weights, 48, FeaturizeConfig(precision="float32", mirror=True), "float32")
     assert "mirror" not in off and on == {**off, "mirror": True}  # stores made before the key keep their rows
     with pytest.raises(ConfigError, match="featurize.mirror: received 'yes'; allowed: a valid boolean"):
         validate({"featurize": {"mirror": "yes"}})

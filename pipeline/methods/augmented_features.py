@@ -19,12 +19,13 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.atomic import atomic_file
+from pipeline.augmentation import augmenter
 from pipeline.backbones import get_backbone
 from pipeline.chunks import STRING
 from pipeline.config import Config
 from pipeline.errors import StoreError
 from pipeline.methods.augmented_store import GROUP, augmented_path
-from pipeline.methods.common import augmenter, check_positive, image_dataset, read_split
+from pipeline.methods.common import check_positive, image_dataset, read_split
 from pipeline.store import FeatureStore, check_weights
 
 
@@ -55,7 +56,7 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
         "weights_sha256": plain.attrs.get("weights_sha256", weights.sha256),
         "input_size": size,
         "resize": resize,
-        "preprocessing": spec.preprocessing,
+        "preprocessing": spec.preprocessing.as_dict(),
         "precision": precision or "float32",
         **({"mirror": True} if mirror else {}),
         "default_pooling": spec.default_pooling,
