@@ -31,7 +31,7 @@ def extract(params: ParamsOption = DEFAULT_PARAMS) -> None:
     from pipeline.extract import extract as run
 
     config = load_config(params)
-    report = run(config.paths.raw, config.paths.images)
+    report = run(config.paths.raw, config.paths.images, config.extract)
     typer.echo(f"extracted {report.count} images from {config.paths.raw} into {config.paths.images}")
     if report.skipped:
         shown = ", ".join(report.skipped[:5]) + (", ..." if len(report.skipped) > 5 else "")
@@ -73,22 +73,30 @@ def featurize(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Run BACKBONE's conv base over the images it has no features for, and write its HDF5 feature store."""
-    from pipeline.featurize import Shard
+    from pipeline.errors import interrupt_exit_code, sigterm_as_interrupt
+    from pipeline.featurize import FeaturizeInterrupted, Shard
     from pipeline.featurize import featurize as run
 
     config = load_config(params)
-    report = run(
-        backbone,
-        config.backbone(backbone),
-        config.featurize,
-        config.paths.manifest,
-        config.paths.store(backbone),
-        Shard.parse(shard) if shard else None,
-    )
+    try:
+        with sigterm_as_interrupt():
+            report = run(
+                backbone,
+                config.backbone(backbone),
+                config.featurize,
+                config.paths.manifest,
+                config.paths.store(backbone),
+                Shard.parse(shard) if shard else None,
+            )
+    except FeaturizeInterrupted as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(interrupt_exit_code(err)) from None
     echo_featurize_report(backbone, report)
 
 
 def echo_featurize_report(backbone: str, report) -> None:
+    for damaged in report.damaged:
+        typer.echo(f"{backbone}: damaged chunk {damaged.path.name} ({damaged.problem}): deleted, its rows recomputed")
     speed = f" ({report.images_per_second:.1f} img/s)" if report.computed else ""
     typer.echo(
         f"{backbone}: computed {report.computed} of {report.images} images in {report.seconds:.1f} s{speed}, "

@@ -53,6 +53,15 @@ class Paths:
 
 
 @dataclass(frozen=True)
+class ExtractConfig:
+    """extract: limits that stop decompression bombs, checked from the zip's headers and again while streaming."""
+
+    max_entry_mb: float = 100  # an image entry (or raw-folder file) unpacking to more is refused
+    max_total_mb: float = 20_000  # all entries together (and a nested train.zip)
+    max_ratio: float = 100  # uncompressed / compressed, for entries over 1 MiB
+
+
+@dataclass(frozen=True)
 class SplitConfig:
     train: int = 1000
     validation: int = 500
@@ -229,6 +238,7 @@ class VisualizeConfig:
 @dataclass(frozen=True)
 class Config:
     paths: Paths = field(default_factory=Paths)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
     backbones: dict[str, BackboneConfig] = field(default_factory=dict)
@@ -286,6 +296,7 @@ def load_config(path: Path | str = DEFAULT_PARAMS) -> Config:
         }
         return Config(
             paths=_build(Paths, raw.get("paths"), "paths"),
+            extract=_build(ExtractConfig, raw.get("extract"), "extract"),
             split=_build(SplitConfig, raw.get("split"), "split"),
             featurize=_build(FeaturizeConfig, raw.get("featurize"), "featurize"),
             backbones=backbones,

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from pipeline.backbones import BackboneSpec, ResolvedWeights, get_backbone
 from pipeline.backbones.registry import resolve_precision
-from pipeline.chunks import ChunkPool, fingerprint
+from pipeline.chunks import ChunkError, ChunkPool, fingerprint
 from pipeline.config import SPLITS, BackboneConfig, FeaturizeConfig
 from pipeline.split import ManifestRow, classes_of, read_manifest
 from pipeline.store import SplitIndex, StoreError, chunk_folder, write_index
@@ -61,6 +61,19 @@ class FeaturizeReport:
     seconds: float
     feature_shape: tuple[int, ...]
     indexed: bool
+    damaged: tuple[ChunkError, ...] = ()  # chunks found damaged, deleted, their rows recomputed
+
+
+class FeaturizeInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during featurize; the message says what was kept and that a rerun resumes."""
+
+
+def check_featurize_params(config: FeaturizeConfig) -> None:
+    """Range checks before any work: a chunk or batch of fewer than one row never ends."""
+    for key in ("chunk_rows", "batch_size"):
+        value = getattr(config, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"featurize.{key} must be a whole number >= 1. Received: {key}={value!r}")
 
     @property
     def images_per_second(self) -> float:
@@ -147,13 +160,15 @@ def featurize(
 
     With compute_missing=False (`store merge`) nothing is computed: missing rows are an error.
     """
+    check_featurize_params(config)
     spec = get_backbone(backbone)
     weights = spec.resolve_weights(backbone_config.weights)
     recipe = feature_recipe(spec, weights, backbone_config.input_size, config)
     rows = read_manifest(manifest)
     check_images_exist(rows, manifest)
-    pool = ChunkPool(chunk_folder(out_path), fingerprint(recipe))
+    pool = ChunkPool(chunk_folder(out_path), fingerprint(recipe), config.storage_dtype)
     pool.remove_partials()
+    damaged = tuple(pool.discard_damaged())
     wanted = list(dict.fromkeys(row.sha256 for row in rows))
     missing = pool.missing(shard.select(wanted) if shard else wanted)
     if missing and not compute_missing:
@@ -166,7 +181,11 @@ def featurize(
     if missing:
         paths = {row.sha256: str(manifest.parent / row.path) for row in reversed(rows)}
         compute = compute_backend(config.backend)
-        shape = compute(spec, weights, recipe, backbone_config, config, [paths[k] for k in missing], missing, pool)
+        kept_before = set(pool.rows_per_chunk)
+        try:
+            shape = compute(spec, weights, recipe, backbone_config, config, [paths[k] for k in missing], missing, pool)
+        except KeyboardInterrupt as err:
+            raise interrupted(backbone, pool, kept_before, wanted, shard) from err
     seconds = time.perf_counter() - start
     if shard is None:
         if shape is None:
@@ -182,7 +201,22 @@ def featurize(
         )
         for path in pool.unreferenced({pool.refs[key].chunk for key in wanted}):
             path.unlink()
-    return FeaturizeReport(out_path, len(rows), len(missing), seconds, tuple(shape or ()), shard is None)
+    return FeaturizeReport(out_path, len(rows), len(missing), seconds, tuple(shape or ()), shard is None, damaged)
+
+
+def interrupted(
+    backbone: str, pool: ChunkPool, kept_before: set[str], wanted: list[str], shard: Shard | None
+) -> FeaturizeInterrupted:
+    """What an interrupted run kept (whole chunks only) and how to resume."""
+    new = [name for name in pool.rows_per_chunk if name not in kept_before]
+    rows = sum(pool.rows_per_chunk[name] for name in new)
+    left = len(pool.missing(wanted))
+    again = f"python -m pipeline featurize {backbone}" + (f" --shard {shard.index}/{shard.count}" if shard else "")
+    return FeaturizeInterrupted(
+        f"featurize {backbone} interrupted: kept {len(new)} whole chunk(s) written in this run ({rows} rows) in "
+        f"{pool.folder}; {len(wanted) - left} of {len(wanted)} images have features, the index was not updated. "
+        f"Rerun `{again}` (or `dvc repro`) to resume: it computes only the {left} missing."
+    )
 
 
 def compute_local(
@@ -197,11 +231,18 @@ def compute_local(
 ) -> tuple[int, ...]:
     """The local backend: tf.data decodes, the conv base runs here, rows go to the pool chunk by chunk."""
     model = spec.inference_base(backbone_config.input_size, weights, recipe["precision"])
+    shape = tuple(int(d) for d in model.output.shape[1:])
+    if pool.feature_shape not in (None, shape):
+        raise StoreError(
+            f"The chunks in {pool.folder} hold rows of shape {pool.feature_shape}, the conv base makes {shape}: "
+            f"delete that folder and rerun featurize."
+        )
+    pool.feature_shape = shape  # every chunk written is checked against it
     batches = image_batches(paths, backbone_config.input_size, config.resize, config.batch_size, spec.preprocess)
     with tqdm(total=len(keys), desc=f"featurize {spec.name}", unit="img", disable=None) as bar:
         for features, chunk_keys in group_rows(run_model(model, batches, bar), keys, config.chunk_rows):
             pool.add(features, chunk_keys, config.storage_dtype)
-    return tuple(int(d) for d in model.output.shape[1:])
+    return shape
 
 
 def compute_backend(name: str) -> Callable[..., tuple[int, ...]]:
