@@ -105,9 +105,13 @@ class Budget:
             raise self.bomb(what, f"{ratio:,.0f} times its compressed size", "max_ratio")
 
     def check_declared_total(self, infos: list[zipfile.ZipInfo], label: Path) -> None:
-        declared = sum(info.file_size for info in infos)
-        if self.total + declared > self.cap("max_total_mb"):
-            raise self.bomb(str(label), f"{declared:,} bytes in {len(infos)} image entries", "max_total_mb")
+        """Refuse, before unpacking any, the entry at which the declared sizes pass max_total_mb."""
+        declared = self.total
+        for info in infos:
+            declared += info.file_size
+            if declared > self.cap("max_total_mb"):
+                what = f"entry {info.filename!r} of {label}"
+                raise self.bomb(what, f"{declared:,} bytes with the entries before it", "max_total_mb")
 
     def stream(self, source: BinaryIO, target: Path, what: str, key: str, counted: bool = True) -> None:
         """Copy `source` into `target` block by block, stopping as soon as a limit is passed.

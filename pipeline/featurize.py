@@ -63,6 +63,10 @@ class FeaturizeReport:
     indexed: bool
     damaged: tuple[ChunkError, ...] = ()  # chunks found damaged, deleted, their rows recomputed
 
+    @property
+    def images_per_second(self) -> float:
+        return self.computed / self.seconds if self.seconds and self.computed else float("nan")
+
 
 class FeaturizeInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during featurize; the message says what was kept and that a rerun resumes."""
@@ -74,10 +78,6 @@ def check_featurize_params(config: FeaturizeConfig) -> None:
         value = getattr(config, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"featurize.{key} must be a whole number >= 1. Received: {key}={value!r}")
-
-    @property
-    def images_per_second(self) -> float:
-        return self.computed / self.seconds if self.seconds and self.computed else float("nan")
 
 
 def library_versions() -> dict[str, str]:
