@@ -80,6 +80,25 @@ def count_problem(feature_rows: int, keys: list[str]) -> str | None:
     return None
 
 
+def layout_problem(
+    shape: tuple[int, ...], stored: np.dtype, dtype: str | None, feature_shape: tuple[int, ...] | None
+) -> str | None:
+    """A row shape or dtype other than the recipe's, or None."""
+    if feature_shape is not None and tuple(shape) != tuple(feature_shape):
+        return f"rows of shape {tuple(shape)}, the recipe makes {tuple(feature_shape)}"
+    if dtype is not None and stored != np.dtype(dtype):
+        return f"rows stored as {stored}, the recipe stores {dtype}"
+    return None
+
+
+def finite_problem(features: np.ndarray) -> str | None:
+    """Rows with NaN or infinity, or None. One sum first: finite unless some value is not (or it overflows)."""
+    if np.isfinite(features.sum(dtype=np.float64)):
+        return None
+    bad = non_finite_rows(features)
+    return f"{bad} row(s) with NaN or infinite values" if bad else None
+
+
 def rows_problem(
     features: np.ndarray,
     keys: list[str],
@@ -87,17 +106,11 @@ def rows_problem(
     feature_shape: tuple[int, ...] | None = None,
 ) -> str | None:
     """What is wrong with a chunk's rows (to write or as read), or None: counts, shape, dtype, finiteness."""
-    problem = count_problem(len(features), keys)
-    if problem:
-        return problem
-    if feature_shape is not None and tuple(features.shape[1:]) != tuple(feature_shape):
-        return f"rows of shape {tuple(features.shape[1:])}, the recipe makes {tuple(feature_shape)}"
-    if dtype is not None and features.dtype != np.dtype(dtype):
-        return f"rows stored as {features.dtype}, the recipe stores {dtype}"
-    bad = non_finite_rows(features)
-    if bad:
-        return f"{bad} row(s) with NaN or infinite values"
-    return None
+    return (
+        count_problem(len(features), keys)
+        or layout_problem(features.shape[1:], features.dtype, dtype, feature_shape)
+        or finite_problem(features)
+    )
 
 
 def peek_fingerprint(path: Path) -> str | None:
@@ -116,6 +129,7 @@ def read_chunk(
     dtype: str | None = None,
     feature_shape: tuple[int, ...] | None = None,
     checksum: bool = False,
+    out: np.ndarray | None = None,
 ) -> ChunkData:
     """Read one chunk and check it; raise ChunkError saying what is wrong.
 
@@ -123,7 +137,8 @@ def read_chunk(
     ones its name was derived from (not another chunk copied over it), equal key and feature counts, the
     recipe's shape and dtype, HDF5's per-chunk fletcher32 checksum on every byte of the features (h5py
     raises on a damaged block), finite values; with `checksum` (or for chunks written without fletcher32)
-    also the sha256 recorded when the chunk was written.
+    also the sha256 recorded when the chunk was written. `out`, an array of the chunk's shape, receives
+    the features (converted to its dtype) without another copy.
     """
     try:
         with h5py.File(path, "r") as handle:
@@ -134,18 +149,24 @@ def read_chunk(
             if path.name != chunk_name(fingerprint, keys):
                 raise ChunkError(path, "holds other rows than its name says (another chunk copied over it?)")
             dataset = handle["features"]
-            problem = count_problem(dataset.shape[0] if dataset.ndim else 0, keys)
+            problem = count_problem(dataset.shape[0] if dataset.ndim else 0, keys) or layout_problem(
+                dataset.shape[1:], dataset.dtype, dtype, feature_shape
+            )
             if problem:
                 raise ChunkError(path, problem)
-            features = dataset[...]
-            protected = dataset.fletcher32
+            sha256 = checksum or not dataset.fletcher32
+            if out is not None and not sha256 and out.shape == dataset.shape:
+                dataset.read_direct(out)
+                features = out
+            else:
+                features = dataset[...]
             recorded = handle.attrs.get("checksum")
     except ChunkError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise ChunkError(path, f"unreadable or damaged ({type(err).__name__}: {err})") from err
-    problem = rows_problem(features, keys, dtype, feature_shape)
-    if problem is None and (checksum or not protected) and chunk_checksum(features, keys) != recorded:
+    problem = finite_problem(features)
+    if problem is None and sha256 and chunk_checksum(features, keys) != recorded:
         problem = "checksum mismatch (contents changed since written)"
     if problem:
         raise ChunkError(path, problem)

@@ -207,19 +207,27 @@ class FeatureStore:
             )
         features = np.empty((len(index.keys), *self.feature_shape), dtype=np.float32)
         for chunk, positions in rows_by_chunk(index.chunks).items():
-            features[positions] = self.read_rows(chunk, index, positions)
+            self.read_rows(chunk, index, positions, features)
         return SplitData(features=features, labels=index.labels, ids=index.ids)
 
-    def read_rows(self, chunk: str, index: SplitRows, positions: np.ndarray) -> np.ndarray:
-        """The rows of `chunk` at the split's `positions`, after checking the chunk and each row's key."""
+    def read_rows(self, chunk: str, index: SplitRows, positions: np.ndarray, out: np.ndarray) -> None:
+        """Put the rows of `chunk` at the split's `positions` into `out`, after checking the chunk and each
+        row's key. A chunk whose rows the split uses whole and in order is read straight into `out`."""
         path = chunk_folder(self.path) / chunk
+        rows = index.rows[positions]
+        start, stop = int(positions[0]), int(positions[-1]) + 1
+        whole = stop - start == len(positions) and np.array_equal(rows, np.arange(len(rows)))
+        target = out[start:stop] if whole else None
         try:
             data = read_chunk(
-                path, self.attrs.get("fingerprint", ""), self.attrs.get("storage_dtype"), self.feature_shape
+                path,
+                self.attrs.get("fingerprint", ""),
+                self.attrs.get("storage_dtype"),
+                self.shape,
+                out=target,
             )
         except ChunkError as err:
             raise StoreError(f"Damaged chunk {path}: {err.problem}. {repair_hint(self.path)}") from err
-        rows = index.rows[positions]
         if rows.min() < 0 or rows.max() >= len(data.keys):
             raise StoreError(f"{self.path} points past the end of chunk {path}. {repair_hint(self.path)}")
         beside = [data.keys[row] for row in rows]
@@ -229,7 +237,8 @@ class FeatureStore:
                 f"Chunk {path} holds other images than the index lists ({len(wrong)} row(s), e.g. "
                 f"{index.ids[wrong[0]]}). {repair_hint(self.path)}"
             )
-        return data.features[rows]
+        if data.features is not target:  # not read in place: copy the rows the split uses
+            out[positions] = data.features[rows]
 
 
 def rows_by_chunk(chunks: list[str]) -> dict[str, np.ndarray]:
