@@ -16,7 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-store_app = typer.Typer(help="Inspect and check feature stores.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect, check and export feature stores.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 app.add_typer(method_app, name="method")
 app.add_typer(visualize_app, name="visualize")
@@ -31,8 +31,10 @@ def extract(params: ParamsOption = DEFAULT_PARAMS) -> None:
     from pipeline.extract import extract as run
 
     config = load_config(params)
-    report = run(config.paths.raw, config.paths.images, config.extract)
-    typer.echo(f"extracted {report.count} images from {config.paths.raw} into {config.paths.images}")
+    report = run(config.paths.raw, config.paths.images, config.split.layout, config.extract)
+    typer.echo(
+        f"extracted {report.count} images ({report.layout} layout) from {config.paths.raw} into {config.paths.images}"
+    )
     if report.skipped:
         shown = ", ".join(report.skipped[:5]) + (", ..." if len(report.skipped) > 5 else "")
         typer.echo(f"skipped {len(report.skipped)} image files not named <class>.<n>.<ext>: {shown}")
@@ -40,7 +42,7 @@ def extract(params: ParamsOption = DEFAULT_PARAMS) -> None:
 
 @app.command()
 def split(params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Split the images per class by file index into train/validation/test and write the manifest."""
+    """Split the images per class (natural order or seeded shuffle) into train/validation/test; write the manifest."""
     from pipeline.split import split as run
     from pipeline.split import write_metrics
 
@@ -124,7 +126,9 @@ def train(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) -> No
 
 @app.command()
 def evaluate(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Score the trained HEAD on BACKBONE's test features; write metrics and the confusion matrix."""
+    """Score the trained HEAD on BACKBONE's test features: metrics (per class too), confusion matrix, mistakes."""
+    import numpy as np
+
     from pipeline.evaluate import evaluate as run
 
     config = load_config(params)
@@ -133,28 +137,55 @@ def evaluate(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) ->
         head,
         config.paths.head_dir(backbone, head),
         config.paths.metrics_dir(backbone, head),
+        split_dir=config.paths.split,
     )
     typer.echo(
         f"{backbone}/{head}: test accuracy {result.accuracy:.4f}, loss {result.loss:.4f} ({result.count} images)"
     )
+    typer.echo(result.report.rstrip())
+    wrong = int(result.count - np.trace(result.confusion))
+    out = config.paths.metrics_dir(backbone, head)
+    typer.echo(f"misclassified {wrong} (see {out / 'misclassified.csv'} and {out / 'plots' / 'misclassified.png'})")
 
 
 @app.command()
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
-    backbone: Annotated[str, typer.Option(help="The conv base whose features the head was trained on.")] = "vgg16",
-    head: Annotated[str, typer.Option(help="The trained head to use.")] = "dense",
+    images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
+    backbone: Annotated[
+        str | None, typer.Option(help="The conv base; default: the first of featurize.backbones with a store.")
+    ] = None,
+    head: Annotated[str | None, typer.Option(help="The head; default: the first of train.heads trained.")] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes shown per image, most probable first.")] = 1,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
-    """Print each image's predicted class and its probability."""
+    """Classify images with a trained head. Images the image gate rejects are listed with the reason, and the
+    exit status is then 1."""
+    from pipeline.predict import check_format, default_choice, render
     from pipeline.predict import predict as run
 
+    check_format(output_format)
     config = load_config(params)
-    predictions = run(
-        images, config.paths.store(backbone), config.backbone(backbone), head, config.paths.head_dir(backbone, head)
+    backbone = backbone or default_choice(
+        "backbone", list(config.featurize.backbones), lambda b: config.paths.store(b).is_file()
     )
-    for prediction in predictions:
-        typer.echo(f"{prediction.image}\t{prediction.label}\t{prediction.probability:.4f}")
+    head = head or default_choice(
+        "head", list(config.train.heads), lambda h: config.paths.head_dir(backbone, h).is_dir()
+    )
+    predictions = run(
+        images,
+        config.paths.store(backbone),
+        config.backbone(backbone),
+        head,
+        config.paths.head_dir(backbone, head),
+        top_k=top_k,
+        max_pixels=config.split.max_pixels,
+    )
+    typer.echo(render(predictions, output_format, top_k))
+    failed = [p for p in predictions if not p.ok]
+    if failed:
+        typer.echo(f"{len(failed)} of {len(predictions)} image(s) could not be classified (see error)", err=True)
+        raise typer.Exit(1)
 
 
 @store_app.command("merge")
@@ -198,6 +229,23 @@ def store_info(store: Annotated[Path, typer.Argument(help="An HDF5 feature store
     from pipeline.store import describe
 
     typer.echo(describe(store))
+
+
+@store_app.command("export")
+def store_export(
+    store: Annotated[Path, typer.Argument(help="An HDF5 feature store, e.g. features/efficientnet_lite0.h5.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The folder to write into.")] = Path("export"),
+    output_format: Annotated[
+        list[str] | None, typer.Option("--format", "-f", help="npy and/or parquet (repeat the option); default both.")
+    ] = None,
+    pooling: Annotated[str, typer.Option(help="none (as stored), auto, avg, max or flatten.")] = "none",
+) -> None:
+    """Write every split of STORE as .npy arrays and/or parquet (id, label, class, features) for other tools."""
+    from pipeline.api import EXPORT_FORMATS, export
+
+    written = export(store, out, tuple(output_format or EXPORT_FORMATS), pooling)
+    for path in written:
+        typer.echo(str(path))
 
 
 @app.command()

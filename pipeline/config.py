@@ -63,14 +63,15 @@ class ExtractConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    train: int = 1000
-    validation: int = 500
-    test: int = 500
+    train: int | float = 1000  # images per class (a whole number), or a fraction of each class's valid images
+    validation: int | float = 500
+    test: int | float = 500
     shuffle: bool = False
     seed: int = 42
     max_pixels: int = 50_000_000  # larger images are rejected from the header, before decoding
+    layout: str = "auto"  # paths.raw's layout: auto | kaggle (<class>.<n>.<ext>) | folders (<class>/<file>)
 
-    def sizes(self) -> dict[str, int]:
+    def sizes(self) -> dict[str, int | float]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
 
 

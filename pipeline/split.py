@@ -1,4 +1,5 @@
-"""Stage split: per class, by file index, the first N valid images train / next M validation / next K test.
+"""Stage split: per class, in natural order (or a seeded shuffle), the first N valid images train / next M
+validation / next K test; N, M, K are counts per class or fractions of its valid images.
 
 Every image is decoded on the way (pipeline/images.py): plain JPEGs are copied, anything else that decodes is
 converted to an RGB PNG, and the rest is rejected into rejects.csv instead of taking a place in the split.
@@ -11,6 +12,7 @@ import json
 import os
 import random
 import re
+import shutil
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from pipeline.config import SPLITS, SplitConfig
-from pipeline.extract import CLASS_NAME, IMAGE_NAME, staged_folder
+from pipeline.extract import CLASS_NAME, IMAGE_EXTENSION, IMAGE_NAME, staged_folder
 from pipeline.images import check_file, pillow_limits
 
 MANIFEST_FIELDS = ("path", "class", "split", "sha256")
@@ -42,7 +44,7 @@ class ManifestRow:
 
 @dataclass(frozen=True)
 class Reject:
-    path: str  # the file's name in the images folder
+    path: str  # the file's name in the images folder (cat.0.jpg, or cat/img_1.jpg)
     reason: str  # key for counting: empty, not an image, truncated, corrupt, too large, symlink, ...
     detail: str
 
@@ -80,29 +82,76 @@ class SplitResult:
 
 
 def index_images(images_dir: Path) -> tuple[dict[str, list[Path]], list[Reject]]:
-    """Image files per class (the name's prefix), ordered by numeric index (cat.2 before cat.10).
+    """Image files per class, in natural order (cat.2 before cat.10, img_9 before img_10).
 
-    A second file with the same class and index (cat.3.jpg and cat.3.png, or cat.03.jpg) is rejected: it is
-    ambiguous, and a converted cat.3.jpg would overwrite cat.3.png.
+    Classes come from the name's prefix for files directly in `images_dir` (`cat.0.jpg`, the kaggle layout)
+    and from the folder for files in a subfolder (`cat/img_0001.jpg`, the folders layout). A second file of
+    a class with the same stem (a.jpg and a.png: a converted a.jpg would overwrite a.png) or, in kaggle names,
+    the same number (cat.3.jpg and cat.03.jpg) is rejected as ambiguous.
     """
-    by_class: dict[str, list[tuple[int, str, Path]]] = defaultdict(list)
+    by_class: dict[str, list[Path]] = defaultdict(list)
     for path in images_dir.iterdir():
         match = IMAGE_NAME.match(path.name)
         if match and (path.is_file() or path.is_symlink()):
-            by_class[match["cls"]].append((int(match["index"]), path.name, path))
+            by_class[match["cls"]].append(path)
+        elif path.is_dir() and not path.is_symlink():
+            check_class_folder(path)
+            by_class[path.name].extend(p for p in path.iterdir() if is_image_file_name(p.name))
     check_class_names(sorted(by_class))
     result: dict[str, list[Path]] = {}
     rejects = []
-    for cls, items in by_class.items():
-        first: dict[int, str] = {}
+    for cls, paths in by_class.items():
+        first: dict[tuple, str] = {}
         result[cls] = []
-        for index, name, path in sorted(items):
-            if index in first:
-                rejects.append(Reject(name, "duplicate", f"{cls} number {index} is also {first[index]}"))
+        for path in sorted(paths, key=lambda p: natural_key(p.name)):
+            name = relative_name(path, images_dir)
+            keys = duplicate_keys(path.name)
+            clash = next((first[key] for key in keys if key in first), None)
+            if clash:
+                rejects.append(Reject(name, "duplicate", f"{cls} {describe_key(path.name)} is also {clash}"))
             else:
-                first[index] = name
+                first.update(dict.fromkeys(keys, name))
                 result[cls].append(path)
     return result, rejects
+
+
+def is_image_file_name(name: str) -> bool:
+    """A file name the manifest accepts: an image extension, not hidden, no control characters or backslash."""
+    return (
+        IMAGE_EXTENSION.search(name) is not None
+        and not name.startswith(".")
+        and "\\" not in name
+        and all(ch.isprintable() for ch in name)
+    )
+
+
+def check_class_folder(folder: Path) -> None:
+    if not CLASS_NAME.match(folder.name):
+        raise SplitError(
+            f"Class folder {folder}: class names must be ASCII letters, digits, _ and -, starting with a letter."
+        )
+
+
+def relative_name(path: Path, images_dir: Path) -> str:
+    """The file's name in the images folder: cat.0.jpg, or cat/img_0001.jpg."""
+    return path.relative_to(images_dir).as_posix()
+
+
+def duplicate_keys(name: str) -> tuple[tuple, ...]:
+    stem = name.rsplit(".", 1)[0].casefold()
+    match = IMAGE_NAME.match(name)
+    return (("stem", stem), ("number", int(match["index"]))) if match else (("stem", stem),)
+
+
+def describe_key(name: str) -> str:
+    match = IMAGE_NAME.match(name)
+    return f"number {int(match['index'])}" if match else f"name {name.rsplit('.', 1)[0]!r}"
+
+
+def natural_key(name: str) -> tuple:
+    """Digits compare as numbers, the rest case-insensitively; the exact name breaks ties."""
+    runs = re.split(r"(\d+)", name)
+    return (tuple(int(run) if i % 2 else run.casefold() for i, run in enumerate(runs)), name)
 
 
 def check_class_names(classes: list[str]) -> None:
@@ -117,18 +166,59 @@ def check_class_names(classes: list[str]) -> None:
         folded[cls.lower()] = cls
 
 
-def check_counts(found: dict[str, int], sizes: dict[str, int], rejects: list[Reject] | None = None) -> None:
-    """Before the gate, `found` counts files; after it (`rejects` given), valid images."""
-    need = sum(sizes.values())
-    short = {cls: n for cls, n in found.items() if n < need}
+def check_sizes(config: SplitConfig) -> None:
+    """split.train/validation/test: all whole numbers (images per class; train >= 1), or all fractions < 1."""
+    sizes = config.sizes()
+    for key, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SplitError(f"split.{key} must be a number of images or a fraction. Received: {key}={value!r}")
+        least = 1 if key == "train" else 0
+        if isinstance(value, int) and value < least:
+            raise SplitError(f"split.{key} must be at least {least} image(s) per class. Received: {key}={value!r}")
+        if isinstance(value, float) and not (0 < value < 1 or (value == 0 and least == 0)):
+            raise SplitError(f"split.{key} as a fraction must be between 0 and 1. Received: {key}={value!r}")
+    kinds = {isinstance(v, float) for v in sizes.values() if v}
+    if len(kinds) > 1:
+        raise SplitError(
+            f"split.train/validation/test must be all counts (e.g. 1000/500/500) or all fractions "
+            f"(e.g. 0.7/0.15/0.15). Received: {sizes}"
+        )
+    if kinds == {True} and sum(sizes.values()) > 1 + 1e-9:
+        raise SplitError(f"split fractions add up to more than 1: {sizes}")
+
+
+def uses_fractions(config: SplitConfig) -> bool:
+    return isinstance(config.train, float)  # check_sizes: all nonzero sizes are of train's kind
+
+
+def class_sizes(config: SplitConfig, valid: int) -> dict[str, int]:
+    """Images of each split for a class with `valid` images: the counts, or the fractions rounded cumulatively."""
+    sizes = config.sizes()
+    if not uses_fractions(config):
+        return {name: int(value) for name, value in sizes.items()}
+    bounds, total = [0], 0.0
+    for name in SPLITS:
+        total += sizes[name]
+        bounds.append(round(total * valid))
+    return {name: bounds[i + 1] - bounds[i] for i, name in enumerate(SPLITS)}
+
+
+def check_counts(found: dict[str, int], config: SplitConfig, rejects: list[Reject] | None = None) -> None:
+    """Before the gate, `found` counts files; after it (`rejects` given), valid images. Lists every class."""
     if not found:
         raise SplitError("No images to split.")
+    asked = [name for name, value in config.sizes().items() if value > 0]
+    short = {cls for cls, n in found.items() if min(class_sizes(config, n)[name] for name in asked) < 1}
+    if not uses_fractions(config):
+        short |= {cls for cls, n in found.items() if n < sum(class_sizes(config, n).values())}
     if not short:
         return
     kind = "images" if rejects is None else "valid images"
+    sizes = config.sizes()
+    need = f"{sum(sizes.values())} per class" if not uses_fractions(config) else "at least one image per split"
     message = (
-        f"Too few {kind} for the split sizes {sizes} ({need} per class): "
-        + ", ".join(f"{cls} has {n}" for cls, n in sorted(short.items()))
+        f"Too few {kind} for the split sizes {sizes} ({need}): "
+        + ", ".join(f"{cls} has {n}{' (too few)' if cls in short else ''}" for cls, n in sorted(found.items()))
         + ". Lower split.train/validation/test in params.yaml."
     )
     if rejects:
@@ -146,59 +236,87 @@ def ordered(files: list[Path], config: SplitConfig, cls: str) -> list[Path]:
     return files
 
 
-def split_of(position: int, sizes: dict[str, int]) -> str:
-    """The split of the class's `position`-th valid image: train first, then validation, then test."""
+def split_of(position: int, sizes: dict[str, int]) -> str | None:
+    """The split of the class's `position`-th valid image: train first, then validation, then test; None: unused."""
     for name in SPLITS:
         if position < sizes[name]:
             return name
         position -= sizes[name]
-    raise IndexError(position)
+    return None
 
 
-def fill(by_class: dict[str, list[Path]], config: SplitConfig, out_dir: Path, rejects: list[Reject]) -> SplitResult:
-    """Open each class's images in order, writing valid ones into out_dir/<split>/<class>/ until all are full.
+@dataclass(frozen=True)
+class Gated:
+    """A valid image written under the staging folder's pending area, waiting for its split."""
 
-    Only as many images as are still needed are opened at a time, so images past the split sizes are never read.
+    pending: Path
+    name: str
+    sha256: str
+    conversion: tuple[str, ...] | None  # the reasons, when the image was converted
+    source: str
+
+
+def gate_class(
+    files: list[Path], need: int, check, pool: ThreadPoolExecutor, pending: Path, images_dir: Path
+) -> tuple[list[Gated], list[Reject], int]:
+    """Open the class's files in order until `need` are valid, writing each valid one under `pending`."""
+    gated: list[Gated] = []
+    rejects: list[Reject] = []
+    position = 0
+    pending.mkdir(parents=True, exist_ok=True)
+    while len(gated) < need and position < len(files):
+        batch = files[position : position + need - len(gated)]
+        position += len(batch)
+        for src, checked in zip(batch, pool.map(check, batch), strict=True):
+            source = relative_name(src, images_dir)
+            if checked.action == "reject":
+                rejects.append(Reject(source, checked.reasons[0], checked.detail))
+                continue
+            name = src.name if checked.action == "copy" else f"{src.stem}.png"
+            (pending / name).write_bytes(checked.data)
+            conversion = checked.reasons if checked.action == "convert" else None
+            gated.append(Gated(pending / name, name, checked.sha256, conversion, source))
+    return gated, rejects, len(files) - position
+
+
+def fill(
+    by_class: dict[str, list[Path]], config: SplitConfig, out_dir: Path, rejects: list[Reject], images_dir: Path
+) -> SplitResult:
+    """Gate each class's images in order, then place the valid ones into out_dir/<split>/<class>/.
+
+    With counts, only as many images as are still needed are opened, so images past the split sizes are never
+    read; with fractions, every image of the class is (the sizes depend on how many are valid).
     """
-    sizes = config.sizes()
-    need = sum(sizes.values())
     placed: dict[tuple[str, str], list[ManifestRow]] = defaultdict(list)
     converted, valid, unused = [], {}, 0
-    made: set[Path] = set()
+    pending_root = out_dir / ".pending"
     check = partial(check_file, max_pixels=config.max_pixels)
     with pillow_limits(config.max_pixels), ThreadPoolExecutor(WORKERS) as pool:
         for cls in sorted(by_class):
-            files, position, count = ordered(by_class[cls], config, cls), 0, 0
-            while count < need and position < len(files):
-                batch = files[position : position + need - count]
-                position += len(batch)
-                for src, checked in zip(batch, pool.map(check, batch), strict=True):
-                    if checked.action == "reject":
-                        rejects.append(Reject(src.name, checked.reasons[0], checked.detail))
-                        continue
-                    split_name = split_of(count, sizes)
-                    name = src.name if checked.action == "copy" else f"{src.stem}.png"
-                    folder = out_dir / split_name / cls
-                    if folder not in made:
-                        folder.mkdir(parents=True, exist_ok=True)
-                        made.add(folder)
-                    (folder / name).write_bytes(checked.data)
-                    row = ManifestRow(f"{split_name}/{cls}/{name}", cls, split_name, checked.sha256)
-                    placed[split_name, cls].append(row)
-                    count += 1
-                    if checked.action == "convert":
-                        converted.append(Conversion(row.path, src.name, checked.reasons))
-            valid[cls] = count
-            unused += len(files) - position
+            files = ordered(by_class[cls], config, cls)
+            need = len(files) if uses_fractions(config) else sum(class_sizes(config, 0).values())
+            gated, class_rejects, skipped = gate_class(files, need, check, pool, pending_root / cls, images_dir)
+            rejects.extend(class_rejects)
+            valid[cls] = len(gated)
+            unused += skipped
+            sizes = class_sizes(config, len(gated))
+            for position, item in enumerate(gated):
+                split_name = split_of(position, sizes)
+                if split_name is None:
+                    unused += 1
+                    continue
+                folder = out_dir / split_name / cls
+                folder.mkdir(parents=True, exist_ok=True)
+                os.replace(item.pending, folder / item.name)
+                row = ManifestRow(f"{split_name}/{cls}/{item.name}", cls, split_name, item.sha256)
+                placed[split_name, cls].append(row)
+                if item.conversion is not None:
+                    converted.append(Conversion(row.path, item.source, item.conversion))
+    shutil.rmtree(pending_root, ignore_errors=True)
     rejects.sort(key=lambda r: natural_key(r.path))
-    check_counts(valid, sizes, rejects)
+    check_counts(valid, config, rejects)
     rows = [row for split_name in SPLITS for cls in sorted(by_class) for row in placed[split_name, cls]]
     return SplitResult(rows, rejects, converted, unused=unused)
-
-
-def natural_key(name: str) -> tuple:
-    match = IMAGE_NAME.match(name)
-    return (match["cls"], int(match["index"]), name) if match else (name, 0, name)
 
 
 def write_split(result: SplitResult, out_dir: Path) -> None:
@@ -231,7 +349,7 @@ def write_manifest(rows: list[ManifestRow], path: Path) -> None:
 def read_manifest(path: Path) -> list[ManifestRow]:
     """The manifest's rows in file order; errors name the file, the row and the problem.
 
-    Each row must be <split>/<class>/<class>.<n>.<ext> inside the manifest's folder, with no symbolic link on
+    Each row must be <split>/<class>/<image file name> inside the manifest's folder, with no symbolic link on
     the way (a link could point anywhere), a sha256 of 64 hex digits, and a path no other row has.
     """
     if not path.is_file():
@@ -256,8 +374,8 @@ def row_problem(row: ManifestRow, root: Path, seen: set[str], links: dict[Path, 
         return f"unknown split {row.split!r} (expected one of {SPLITS})"
     if len(parts) != 3 or ".." in parts or Path(row.path).is_absolute() or parts[:2] != (row.split, row.cls):
         return "its path is outside the split folder or not <split>/<class>/<file>"
-    if not CLASS_NAME.match(row.cls) or not IMAGE_NAME.match(parts[2]):
-        return "the class or file name is not <class>.<n>.<ext> (class: ASCII letters, digits, _ and -)"
+    if not CLASS_NAME.match(row.cls) or not is_image_file_name(parts[2]):
+        return "the class or file name is not allowed (class: ASCII letters, digits, _ and -; file: an image name)"
     if not SHA256.match(row.sha256):
         return "sha256 is not 64 lowercase hex digits"
     if row.path in seen:
@@ -284,11 +402,12 @@ def split(images_dir: Path, out_dir: Path, config: SplitConfig) -> SplitResult:
         raise SplitError(
             f"split.max_pixels must be a positive whole number. Received: max_pixels={config.max_pixels!r}"
         )
+    check_sizes(config)
     by_class, rejects = index_images(images_dir)
     images = sum(map(len, by_class.values())) + len(rejects)  # rejects so far: the duplicates
-    check_counts({cls: len(files) for cls, files in by_class.items()}, config.sizes())
+    check_counts({cls: len(files) for cls, files in by_class.items()}, config)
     with staged_folder(out_dir) as staging:
-        result = fill(by_class, config, staging, rejects)
+        result = fill(by_class, config, staging, rejects, images_dir)
         result.images = images
         write_split(result, staging)
     return result

@@ -137,9 +137,12 @@ class SplitRows:
 
 
 class FeatureStore:
-    """Read access to a finished store. Every row it returns was checked in its chunk (read_chunk)."""
+    """Read access to a finished store (a str or Path). For arrays and tf.data, see pipeline.api.
 
-    def __init__(self, path: Path) -> None:
+    Every row it returns was checked in its chunk (read_chunk)."""
+
+    def __init__(self, path: Path | str) -> None:
+        path = Path(path)
         if not path.is_file():
             raise StoreError(f"Feature store not found: {path}. Run `dvc repro` (the featurize stage) first.")
         self.path = path

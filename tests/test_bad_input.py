@@ -338,7 +338,7 @@ def test_too_few_valid_images_says_so(tmp_path: Path) -> None:
     (images / "dog.1.jpg").write_bytes(b"")
     with pytest.raises(SplitError, match=r"Too few valid images .*dog has 3.*dog\.1\.jpg: empty") as err:
         split(images, tmp_path / "split", SplitConfig(train=2, validation=1, test=1))
-    assert "cat has" not in str(err.value)
+    assert "cat has 4," in str(err.value)  # every class is listed with its valid count
     assert not (tmp_path / "split").exists() and not (tmp_path / "split.partial").exists()
 
 
@@ -565,7 +565,7 @@ def test_a_zip_bomb_is_refused_naming_the_entry_and_the_limit(tmp_path: Path, li
     raw = bomb_zip(tmp_path / "train.zip")
     assert raw.stat().st_size < 100_000
     with pytest.raises(ExtractError, match=rf"cat\.9999\.jpg.*extract\.{key}"):
-        extract(raw, tmp_path / "out", limits)
+        extract(raw, tmp_path / "out", limits=limits)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 
@@ -574,7 +574,7 @@ def test_a_bomb_inside_a_nested_train_zip_is_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(outer, "w") as archive:
         archive.writestr("train.zip", bomb_zip(tmp_path / "inner.zip").read_bytes())
     with pytest.raises(ExtractError, match=r"cat\.9999\.jpg.*dogs-vs-cats\.zip!train\.zip.*extract\.max_ratio"):
-        extract(outer, tmp_path / "out", ExtractConfig(max_ratio=50))
+        extract(outer, tmp_path / "out", limits=ExtractConfig(max_ratio=50))
 
 
 def test_extract_streams_entries_with_bounded_memory(tmp_path: Path) -> None:
@@ -582,7 +582,7 @@ def test_extract_streams_entries_with_bounded_memory(tmp_path: Path) -> None:
     raw = bomb_zip(tmp_path / "train.zip", zeros_mb=40)
     tracemalloc.start()
     try:
-        extract(raw, tmp_path / "out", ExtractConfig(max_ratio=10_000))
+        extract(raw, tmp_path / "out", limits=ExtractConfig(max_ratio=10_000))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -594,7 +594,7 @@ def test_extract_streams_entries_with_bounded_memory(tmp_path: Path) -> None:
 def test_extract_limits_must_be_positive(tmp_path: Path, value) -> None:
     raw = write_zip(tmp_path / "train.zip", sample_images(1))
     with pytest.raises(ExtractError, match=rf"extract\.max_entry_mb must be a positive number.*{value!r}"):
-        extract(raw, tmp_path / "out", ExtractConfig(max_entry_mb=value))
+        extract(raw, tmp_path / "out", limits=ExtractConfig(max_entry_mb=value))
 
 
 def test_split_reads_only_the_header_of_a_large_non_image(tmp_path: Path) -> None:

@@ -50,11 +50,11 @@ def test_head_param_change_recomputes_no_features(project: Path) -> None:
 
 def test_predict_cli(project: Path) -> None:
     images = sorted((project / "data" / "split" / "test" / "dog").iterdir())[:2]
-    result = run([sys.executable, "-m", "pipeline", "predict", *map(str, images), "--head", "logreg"], project)
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2
-    path, label, probability = lines[0].split("\t")
-    assert path == str(images[0]) and label in ("cat", "dog") and 0.5 <= float(probability) <= 1.0
+    command = [sys.executable, "-m", "pipeline", "predict", *map(str, images), "--head", "logreg", "--format", "csv"]
+    lines = run(command, project).stdout.strip().splitlines()  # the default backbone: vgg16, the one with a store
+    assert lines[0] == "image,rank,class,probability,error" and len(lines) == 3
+    path, rank, label, probability, error = lines[1].split(",")
+    assert path == str(images[0]) and label in ("cat", "dog") and 0.5 <= float(probability) <= 1.0 and not error
 
 
 def test_store_info_cli(project: Path) -> None:

@@ -37,28 +37,40 @@ def chosen_images(manifest: Path, config: VisualizeConfig) -> list[str]:
     return chosen
 
 
-def render_activations(classifier: ImageClassifier, image: Path, config: VisualizeConfig, out_dir: Path) -> list[Path]:
-    """One PNG per conv/pool layer: the activation grid of `image`."""
+def render_activations(
+    classifier: ImageClassifier, image: Path, config: VisualizeConfig, out_dir: Path, name: str | None = None
+) -> list[Path]:
+    """One PNG per conv/pool layer: the activation grid of `image` (files named after `name`, default its stem)."""
     _, batch = classifier.load_image(image)
     grids = activations(classifier.model, batch, config.layers, config.per_row)
     return [
         save(
             activation_figure(grid, f"{classifier.name} on {image.name}"),
-            out_dir / f"activations_{slug(image.stem)}_{number:02d}_{slug(grid.layer)}.png",
+            out_dir / f"activations_{slug(name or image.stem)}_{number:02d}_{slug(grid.layer)}.png",
         )
         for number, grid in enumerate(grids, start=1)
     ]
 
 
 def render_gradcam(
-    classifier: ImageClassifier, image: Path, config: VisualizeConfig, out_dir: Path, target: str | None = None
+    classifier: ImageClassifier,
+    image: Path,
+    config: VisualizeConfig,
+    out_dir: Path,
+    target: str | None = None,
+    name: str | None = None,
 ) -> Path:
     """The Grad-CAM figure of `image` for the predicted class, or `target` (a class name or index)."""
     original, batch = classifier.load_image(image)
     cam = grad_cam(classifier.model, batch, classifier.gradcam_layer, class_index(classifier.classes, target))
     figure = heatmap_figure(cam, original, classifier.classes, f"{classifier.name} on {image.name}", config.alpha)
     suffix = "" if target is None else f"_{slug(classifier.classes[cam.class_index])}"
-    return save(figure, out_dir / f"gradcam_{slug(image.stem)}{suffix}.png")
+    return save(figure, out_dir / f"gradcam_{slug(name or image.stem)}{suffix}.png")
+
+
+def picture_name(image: Path) -> str:
+    """cat.1500 for Kaggle names; <class>_<stem> otherwise, since class folders may share file names."""
+    return image.stem if image.stem.startswith(f"{image.parent.name}.") else f"{image.parent.name}_{image.stem}"
 
 
 def class_index(classes: list[str], target: str | None) -> int | None:
@@ -93,10 +105,14 @@ def render(backbone: str, config: Config, out_dir: Path) -> RenderReport:
     classifier = load_classifier(f"{backbone}/{settings.head}", config)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    files = [render_gradcam(classifier, image, settings, out_dir / "1_gradcam") for image in images]
+    names = [picture_name(image) for image in images]
+    files = [
+        render_gradcam(classifier, image, settings, out_dir / "1_gradcam", name=name)
+        for image, name in zip(images, names, strict=True)
+    ]
     if settings.filters > 0:
         weights = config.backbone(backbone).weights
         files.append(render_filters(backbone, weights, settings, out_dir / "2_filters"))
-    for image in images:
-        files += render_activations(classifier, image, settings, out_dir / "3_activations")
+    for image, name in zip(images, names, strict=True):
+        files += render_activations(classifier, image, settings, out_dir / "3_activations", name=name)
     return RenderReport(files, time.perf_counter() - start)

@@ -1,0 +1,144 @@
+"""Three classes end to end through a real `dvc repro`: a class-folder dataset (any file names, a top folder,
+PNG digits beside JPEG pets, an empty and a corrupt file) -> split, features, heads, evaluate with error
+analysis, visualize and a method stage; then predict on it in each format, with a bad file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import MNIST_DIR, make_project, run, sample_images
+from PIL import Image
+
+from pipeline.methods.idx import read_idx
+
+pytestmark = pytest.mark.slow
+
+PER_CLASS = 22  # 12 train, 4 validation, 6 test
+PARAMS = {
+    "split.train": 12,
+    "split.validation": 4,
+    "split.test": 6,
+    "featurize.backbones": ["efficientnet_lite0"],
+    "backbones.efficientnet_lite0.input_size": 96,
+    "heads.dense.epochs": 10,
+    "heads.dense.pooling": "avg",
+    "heads.dense.learning_rate": 1.0e-3,
+    "heads.logreg.C": 1.0,
+    "visualize.layers": 1,
+    "visualize.filters": 2,
+    "visualize.steps": 2,
+    "visualize.filter_size": 32,
+    "methods.run.scratch": [42],
+    "methods.scratch.input_size": 48,
+    "methods.scratch.epochs": 1,
+    "methods.scratch.batch_size": 8,
+}
+
+
+def digit_pngs(count: int) -> dict[str, bytes]:
+    """Real MNIST test digits, upscaled to 96 px RGB PNGs."""
+    digits = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")[:count]
+    files = {}
+    for i, digit in enumerate(digits):
+        buffer = io.BytesIO()
+        Image.fromarray(np.stack([digit] * 3, axis=-1)).resize((96, 96)).save(buffer, "PNG")
+        files[f"mnist {i + 1}.png"] = buffer.getvalue()
+    return files
+
+
+def three_class_zip(path: Path) -> Path:
+    """my-images/{cat,dog,digit}/<any name>, plus digit/0 empty.png (0 bytes) and digit/0 cut.png (truncated)."""
+    pets = sample_images(PER_CLASS)
+    files = {f"my-images/{name.split('.')[0]}/photo_{name.split('.')[1]}.jpg": data for name, data in pets.items()}
+    digits = digit_pngs(PER_CLASS)
+    files |= {f"my-images/digit/{name}": data for name, data in digits.items()}
+    files["my-images/digit/0 empty.png"] = b""
+    files["my-images/digit/0 cut.png"] = digits["mnist 1.png"][:100]
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("three")
+    raw = three_class_zip(root / "my-images.zip")
+    project = make_project(root / "project", raw, PARAMS)
+    result = run(["dvc", "repro"], project)
+    print(result.stdout)  # the record: evaluate prints accuracy and the per-class table
+    return project
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_repro_three_classes(project: Path) -> None:
+    rows = read_csv(project / "data" / "split" / "manifest.csv")
+    assert sorted({row["class"] for row in rows}) == ["cat", "digit", "dog"]
+    assert {row["path"] for row in rows} >= {"train/cat/photo_0.jpg", "test/digit/mnist 22.png"}
+    rejects = read_csv(project / "data" / "split" / "rejects.csv")
+    assert [(r["path"], r["reason"].split(":")[0]) for r in rejects] == [
+        ("digit/0 cut.png", "truncated"),
+        ("digit/0 empty.png", "empty"),
+    ]
+    for head in ("dense", "logreg"):
+        folder = project / "metrics" / "efficientnet_lite0" / head
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["test/images"] == 18
+        assert set(metrics["test/per_class"]) == {"cat", "dog", "digit"}
+        assert all(metrics["test/per_class"][c]["support"] == 6 for c in ("cat", "dog", "digit"))
+        assert metrics["test/accuracy"] > 0.6, metrics  # digits vs pets alone is 2/3 of the way
+        mistakes = read_csv(folder / "misclassified.csv")
+        assert len(mistakes) == metrics["test/misclassified"]
+        assert all(m["true"] != m["predicted"] and float(m["probability"]) >= 1 / 3 for m in mistakes)
+        assert [float(m["probability"]) for m in mistakes] == sorted(
+            (float(m["probability"]) for m in mistakes), reverse=True
+        )
+        sheet = Image.open(folder / "plots" / "misclassified.png")
+        assert sheet.format == "PNG" and sheet.size[0] >= 134 * min(len(mistakes), 8)
+    scratch = json.loads((project / "metrics" / "methods" / "scratch" / "42" / "metrics.json").read_text())
+    assert scratch["test/images"] == 18
+    gradcams = sorted(p.name for p in (project / "plots" / "efficientnet_lite0" / "1_gradcam").iterdir())
+    assert gradcams == ["gradcam_cat_photo_16.png", "gradcam_digit_mnist_17.png", "gradcam_dog_photo_16.png"]
+    plots = run(["dvc", "plots", "show", "--json"], project).stdout
+    assert "misclassified.png" in plots
+    assert run(["dvc", "status"], project).stdout.strip() == "Data and pipelines are up to date."
+
+
+def predict(project: Path, *args: str) -> tuple[int, str, str]:
+    result = run([sys.executable, "-m", "pipeline", "predict", *args], project, check=False)
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_predict_formats_folders_globs_and_bad_files(project: Path) -> None:
+    (project / "bad").mkdir()
+    (project / "bad" / "empty.jpg").write_bytes(b"")
+    (project / "bad" / "notes.jpg").write_text("not an image")
+    code, out, err = predict(project, "data/split/test/digit", "--format", "json", "--top-k", "3")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert len(rows) == 6 and all(len(r["top_k"]) == 3 and r["error"] is None for r in rows)
+    assert sum(r["class"] == "digit" for r in rows) >= 5
+    assert rows[0]["image"].endswith("mnist 17.png")  # natural order: 17 before 18 ... 22
+
+    bad = ["bad/empty.jpg", "bad/notes.jpg", "missing.jpg"]
+    code, out, err = predict(project, "data/split/test/*/photo_2*.jpg", *bad, "-f", "csv")
+    assert code == 1 and "3 of 7 image(s) could not be classified" in err
+    assert "Traceback" not in err
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert [r["image"] for r in table] == [
+        *(f"data/split/test/{cls}/photo_{n}.jpg" for cls in ("cat", "dog") for n in (20, 21)),
+        *bad,
+    ]
+    assert [r["error"].split(":")[0] for r in table[4:]] == ["empty", "not an image", "not found"]
+    assert all(r["class"] in ("cat", "dog", "digit") and r["rank"] == "1" and not r["error"] for r in table[:4])
