@@ -72,12 +72,14 @@ class FeaturizeInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during featurize; the message says what was kept and that a rerun resumes."""
 
 
-def check_featurize_params(config: FeaturizeConfig) -> None:
+def check_featurize_params(config: FeaturizeConfig, backbone: str, backbone_config: BackboneConfig) -> None:
     """Range checks before any work: a chunk or batch of fewer than one row never ends."""
-    for key in ("chunk_rows", "batch_size"):
-        value = getattr(config, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"featurize.{key} must be a whole number >= 1. Received: {key}={value!r}")
+    checks = {f"featurize.{key}": (getattr(config, key), 1) for key in ("chunk_rows", "batch_size")} | {
+        f"backbones.{backbone}.input_size": (backbone_config.input_size, 32)
+    }
+    for key, (value, least) in checks.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{key} must be a whole number >= {least}. Received: {key.split('.')[-1]}={value!r}")
 
 
 def library_versions() -> dict[str, str]:
@@ -160,7 +162,7 @@ def featurize(
 
     With compute_missing=False (`store merge`) nothing is computed: missing rows are an error.
     """
-    check_featurize_params(config)
+    check_featurize_params(config, backbone, backbone_config)
     spec = get_backbone(backbone)
     weights = spec.resolve_weights(backbone_config.weights)
     recipe = feature_recipe(spec, weights, backbone_config.input_size, config)

@@ -252,6 +252,20 @@ def test_chunk_rows_below_one_is_refused_before_any_work(tmp_path: Path, chunk_r
     assert not chunk_folder(store).exists()
 
 
+@pytest.mark.parametrize(
+    ("config", "backbone", "key"),
+    [
+        (FeaturizeConfig(batch_size=0), BACKBONE, r"featurize\.batch_size must be a whole number >= 1"),
+        (CONFIG, BackboneConfig(weights="none", input_size=0), r"backbones\.vgg16\.input_size must be .* >= 32"),
+    ],
+)
+def test_other_featurize_params_out_of_range_are_refused(tmp_path: Path, config, backbone, key: str) -> None:
+    manifest = make_split(tmp_path, 3, 1, 1, 1)
+    with pytest.raises(ValueError, match=key):
+        featurize("vgg16", backbone, config, manifest, tmp_path / "features" / "vgg16.h5")
+    assert not (tmp_path / "features").exists()
+
+
 def test_chunks_are_checked_before_they_are_written(tmp_path: Path) -> None:
     keys = [f"{i:064x}" for i in range(4)]
     with pytest.raises(ChunkError, match="3 feature row"):
