@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import SPLITS
-from pipeline.store import FeatureStore, StoreError
+from pipeline.errors import InputError, StoreError
+from pipeline.store import FeatureStore
 
 POOLINGS = ("none", "auto", "avg", "max", "flatten")
 EXPORT_FORMATS = ("npy", "parquet")
@@ -46,7 +47,7 @@ def pooled(features: np.ndarray, pooling: str | None, store_default: str = "flat
     "auto" (the backbone's default, recorded in the store)."""
     pooling = "none" if pooling is None else pooling
     if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS} (or None). Received: pooling={pooling!r}")
+        raise InputError(f"pooling must be one of {POOLINGS} (or None). Received: pooling={pooling!r}")
     if pooling == "auto":
         pooling = store_default
     if pooling == "none":
@@ -98,7 +99,7 @@ def export(
     """
     unknown = sorted(set(formats) - set(EXPORT_FORMATS))
     if unknown or not formats:
-        raise ValueError(f"export formats must be among {EXPORT_FORMATS}. Received: {list(formats)}")
+        raise InputError(f"export formats must be among {EXPORT_FORMATS}. Received: {list(formats)}")
     opened = FeatureStore(Path(store))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

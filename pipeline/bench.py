@@ -27,7 +27,8 @@ from pipeline.backbones import get_backbone
 from pipeline.backbones.registry import resolve_precision
 from pipeline.config import SplitConfig
 from pipeline.extract import extract
-from pipeline.split import read_manifest, split
+from pipeline.manifest import read_manifest
+from pipeline.split import split
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,18 +23,12 @@ from typing import Any
 import h5py
 import numpy as np
 
+from pipeline.atomic import atomic_file, remove_partials
+from pipeline.errors import ChunkError
+
 STRING = h5py.string_dtype("utf-8")
 CHUNK_GLOB = "chunk-*.h5"
 HDF5_CHUNK_BYTES = 4 << 20  # the unit fletcher32 checksums and HDF5 reads
-
-
-class ChunkError(ValueError):
-    """A chunk file is unreadable, damaged, or does not hold the rows its name and the index say it does."""
-
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
 
 
 def read_strings(dataset: h5py.Dataset) -> list[str]:
@@ -261,8 +254,7 @@ class ChunkPool:
 
     def remove_partials(self) -> None:
         """Temporary files a killed run left behind."""
-        for tmp in self.folder.glob("*.partial") if self.folder.is_dir() else []:
-            tmp.unlink()
+        remove_partials(self.folder)
 
 
 def write_chunk(
@@ -283,13 +275,11 @@ def write_chunk(
     problem = rows_problem(stored, keys, dtype, feature_shape)
     if problem:
         raise ChunkError(path, f"not written: the rows to write are bad: {problem}")
-    tmp = path.with_name(path.name + ".partial")
-    with h5py.File(tmp, "w") as handle:
+    with atomic_file(path) as tmp, h5py.File(tmp, "w") as handle:
         handle.create_dataset("features", data=stored, chunks=hdf5_chunks(stored), fletcher32=True)
         handle.create_dataset("keys", data=np.array(keys, dtype=object), dtype=STRING)
         handle.attrs["fingerprint"] = fingerprint
         handle.attrs["checksum"] = chunk_checksum(stored, keys)
-    os.replace(tmp, path)
     return path
 
 

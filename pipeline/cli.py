@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pipeline.config import load_config
+from pipeline.errors import DEBUG_ENV, run_with_clean_errors
 from pipeline.methods.cli import method_app
 from pipeline.visualize.cli import visualize_app
 
@@ -20,6 +25,42 @@ store_app = typer.Typer(help="Inspect, check and export feature stores.", no_arg
 app.add_typer(store_app, name="store")
 app.add_typer(method_app, name="method")
 app.add_typer(visualize_app, name="visualize")
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of every error (or set PIPELINE_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Precomputed feature store for small-data image classification with pretrained convnets."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so the same cleanup runs."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (a scheduler, `kill`, a CI timeout) raises Terminated."""
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupt_exit_code(err: BaseException) -> int:
+    """The shell's code for death by the signal: 143 for SIGTERM, 130 for SIGINT (Ctrl-C)."""
+    terminated = isinstance(err, Terminated) or isinstance(err.__cause__, Terminated)
+    return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
 DEFAULT_PARAMS = Path("params.yaml")
@@ -75,7 +116,6 @@ def featurize(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Run BACKBONE's conv base over the images it has no features for, and write its HDF5 feature store."""
-    from pipeline.errors import interrupt_exit_code, sigterm_as_interrupt
     from pipeline.featurize import FeaturizeInterrupted, Shard
     from pipeline.featurize import featurize as run
 
@@ -270,7 +310,17 @@ def bench(
         typer.echo(line)
 
 
-def main() -> None:
-    from pipeline.errors import run_with_clean_errors
+@app.command()
+def params(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Check the params file against the schema, then print every param, its default and meaning (markdown)."""
+    from pipeline.config import markdown_table
 
+    if params.is_file():
+        load_config(params)
+        typer.echo(f"{params}: valid\n")
+    typer.echo(markdown_table())
+
+
+def main() -> None:
+    """`python -m pipeline`: known errors as one line and exit 2; anything else (or --debug) with its traceback."""
     run_with_clean_errors(app)

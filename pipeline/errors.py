@@ -1,54 +1,83 @@
-"""Known failures print one clear line on stderr and exit 2, instead of a traceback."""
+"""The pipeline's own errors: bad params, bad input, missing outputs. A leaf module (standard library only).
+
+Every error a user can cause and fix is a PipelineError; the CLI prints those as one line (`error: ...`) and
+exits with the error's `exit_code` (2). Anything else is a bug and shows its full traceback; so does every
+error with `--debug` or PIPELINE_DEBUG=1. Subclasses keep the built-in base they had (ValueError, ...), so
+`except ValueError` callers still catch them.
+"""
 
 from __future__ import annotations
 
-import signal
+import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import traceback
+from collections.abc import Callable
 
-import typer
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so the same cleanup runs."""
+DEBUG_ENV = "PIPELINE_DEBUG"
 
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While the block runs, SIGTERM (a scheduler, `kill`, a CI timeout) raises Terminated."""
+class PipelineError(Exception):
+    """An error the user can fix (params, input files, missing stage outputs); its message says how."""
 
-    def raise_terminated(signum: int, frame: object) -> None:
-        raise Terminated(f"signal {signum}")
+    exit_code = 2
 
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+
+class ConfigError(PipelineError, ValueError):
+    """params.yaml is missing, malformed, or holds a value that is not allowed (the message names the key)."""
+
+
+class InputError(PipelineError, ValueError):
+    """An argument or input file is not usable (unknown backbone or head, bad shard, unreadable model)."""
+
+
+class MissingInputError(PipelineError, FileNotFoundError):
+    """A file the command needs does not exist (an image, a trained head, a stage output)."""
+
+
+class ExtractError(PipelineError, ValueError):
+    """The raw input is missing, not an archive we understand, or holds an unsafe entry."""
+
+
+class SplitError(PipelineError, ValueError):
+    """The images cannot be split as params ask (too few, bad names)."""
+
+
+class ManifestError(SplitError):
+    """A manifest is missing or malformed (a SplitError: re-running the split stage fixes it)."""
+
+
+class StoreError(PipelineError, ValueError):
+    """A feature store is missing, incomplete or does not match what the caller expects."""
+
+
+class ChunkError(StoreError):
+    """A chunk file is unreadable, damaged, or does not hold the rows its name and the index say it does."""
+
+    def __init__(self, path: os.PathLike | str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class WeightsUnavailableError(PipelineError, RuntimeError):
+    """Pretrained weights cannot be found locally nor downloaded; the message says where to put them."""
+
+
+class IdxError(PipelineError, ValueError):
+    """An MNIST IDX file is missing, truncated or not IDX."""
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "no")
+
+
+def run_with_clean_errors(main: Callable[[], object]) -> None:
+    """Run the CLI: a PipelineError becomes `error: <message>` and its exit code, unless debugging."""
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def interrupt_exit_code(err: BaseException) -> int:
-    """The shell's code for death by the signal: 143 for SIGTERM, 130 for SIGINT (Ctrl-C)."""
-    terminated = isinstance(err, Terminated) or isinstance(err.__cause__, Terminated)
-    return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
-
-
-def known_errors() -> tuple[type[BaseException], ...]:
-    from pipeline.backbones import WeightsUnavailableError
-    from pipeline.config import ConfigError
-    from pipeline.extract import ExtractError
-    from pipeline.split import SplitError
-    from pipeline.store import StoreError
-
-    return (ConfigError, ExtractError, SplitError, StoreError, WeightsUnavailableError, FileNotFoundError, ValueError)
-
-
-def run_with_clean_errors(app: typer.Typer) -> None:
-    try:
-        app(standalone_mode=True)
-    except SystemExit:
-        raise
-    except known_errors() as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(2)
+        main()
+    except PipelineError as err:
+        if debug_enabled():
+            traceback.print_exc()
+        else:
+            print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)

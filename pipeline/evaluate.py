@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import csv
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from dvclive import Live
 
 from pipeline.contact_sheet import contact_sheet
+from pipeline.heads import load_head
+from pipeline.metrics import Evaluation, per_class_report, score, write_test_metrics
 from pipeline.store import FeatureStore
-from pipeline.train import load_head
 
 MISCLASSIFIED_FIELDS = ("id", "true", "predicted", "probability", "true_probability")
 WORST_SHOWN = 32  # misclassified images on the contact sheet
@@ -28,48 +28,6 @@ class Mistake:
     predicted: str
     probability: float  # of the predicted class
     true_probability: float
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    accuracy: float
-    loss: float
-    confusion: np.ndarray
-    predicted: np.ndarray
-    per_class: dict = field(default_factory=dict)  # {class: {precision, recall, f1, support}} (evaluate)
-    report: str = ""  # classification_report's table (evaluate)
-
-    @property
-    def count(self) -> int:
-        return len(self.predicted)
-
-
-def score(probabilities: np.ndarray, labels: np.ndarray, n_classes: int) -> Evaluation:
-    """Accuracy, mean cross-entropy and the confusion matrix (rows: true class, columns: predicted)."""
-    predicted = probabilities.argmax(axis=1)
-    picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
-    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
-    return Evaluation(float((predicted == labels).mean()), float(-np.log(picked).mean()), confusion, predicted)
-
-
-def per_class_report(labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> tuple[dict, str]:
-    """scikit-learn's classification_report: {class: {precision, recall, f1, support}} and its printed table."""
-    from sklearn.metrics import classification_report
-
-    kwargs = {"labels": list(range(len(classes))), "target_names": classes, "zero_division": 0, "digits": 4}
-    table = classification_report(labels, predicted, **kwargs)
-    report = classification_report(labels, predicted, output_dict=True, **kwargs)
-    per_class = {
-        cls: {
-            "precision": round(report[cls]["precision"], 4),
-            "recall": round(report[cls]["recall"], 4),
-            "f1": round(report[cls]["f1-score"], 4),
-            "support": int(report[cls]["support"]),
-        }
-        for cls in classes
-    }
-    return per_class, table
 
 
 def mistakes(probabilities: np.ndarray, labels: np.ndarray, ids: list[str], classes: list[str]) -> list[Mistake]:
@@ -130,21 +88,6 @@ def evaluate(
     if split_dir is not None:
         label = f"{store.attrs.get('backbone', store_path.stem)}/{head}, {split}"
         mistakes_sheet(wrong, split_dir, out_dir / "plots" / "misclassified.png", label)
-    with Live(str(out_dir), dvcyaml=False, save_dvc_exp=False) as live:
-        live.summary.update(
-            {
-                f"{split}/accuracy": round(result.accuracy, 4),
-                f"{split}/loss": round(result.loss, 4),
-                f"{split}/images": result.count,
-                f"{split}/misclassified": len(wrong),
-                f"{split}/per_class": per_class,
-            }
-        )
-        names = np.array(store.classes)
-        live.log_sklearn_plot(
-            "confusion_matrix",
-            names[data.labels].tolist(),
-            names[result.predicted].tolist(),
-            name="confusion_matrix.json",
-        )
+    extra = {f"{split}/misclassified": len(wrong), f"{split}/per_class": per_class}
+    write_test_metrics(result, data.labels, store.classes, out_dir, extra, split=split, fresh=False)
     return result

@@ -12,23 +12,21 @@ Nothing is judged here: every file goes through the split stage's image gate (pi
 from __future__ import annotations
 
 import re
-import shutil
 import stat
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from pipeline.atomic import staged_folder
 from pipeline.config import ExtractConfig
+from pipeline.errors import ExtractError
+from pipeline.manifest import CLASS_NAME, IMAGE_EXTENSION, IMAGE_NAME
 
 # Class names become folder names and CSV cells: ASCII letters, digits, _ and -, starting with a letter.
-CLASS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-IMAGE_NAME = re.compile(r"^(?P<cls>[A-Za-z][A-Za-z0-9_-]*)\.(?P<index>\d+)\.(?P<ext>jpe?g|png|bmp|gif|webp)$", re.I)
-IMAGE_EXTENSION = re.compile(r"\.(jpe?g|png|bmp|gif|webp)$", re.I)
 LAYOUTS = ("auto", "kaggle", "folders")
 IGNORED_FOLDERS = ("__MACOSX",)  # macOS zips add resource forks there
 MB = 1_000_000
@@ -41,10 +39,6 @@ KAGGLE_HINT = (
     "or set paths.raw in params.yaml to a train.zip, a folder of <class>.<n>.jpg files, or class folders "
     "(<class>/<any name>.jpg, e.g. Microsoft's PetImages)."
 )
-
-
-class ExtractError(ValueError):
-    """The raw input is missing, not an archive we understand, or holds an unsafe entry."""
 
 
 @dataclass
@@ -83,14 +77,6 @@ def open_zip(source: Path, label: Path) -> zipfile.ZipFile:
         archive.close()
         raise ExtractError(f"{label} is an empty zip archive: it has no entries. {KAGGLE_HINT}")
     return archive
-
-
-def check_limits(limits: ExtractConfig) -> None:
-    """extract.* must be positive numbers."""
-    for key in ("max_entry_mb", "max_total_mb", "max_ratio"):
-        value = getattr(limits, key)
-        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-            raise ExtractError(f"extract.{key} must be a positive number. Received: {key}={value!r}")
 
 
 @dataclass
@@ -303,28 +289,13 @@ def planned_images(raw: Path, sources: Iterator[Source], layout: str, report: Ex
     return kaggle_targets(images, report)
 
 
-@contextmanager
-def staged_folder(out_dir: Path) -> Iterator[Path]:
-    """A fresh sibling folder to fill; it replaces `out_dir` only if the block completes, else it is removed."""
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
-
-
 def extract(raw: Path, out_dir: Path, layout: str = "auto", limits: ExtractConfig | None = None) -> ExtractReport:
     """Write every image of `raw` into `out_dir` (see the module doc); says how many, the layout, what it skipped.
 
-    Files are streamed to disk in blocks under the bomb limits (extract.*), so memory stays bounded.
+    Files are streamed to disk in blocks under the bomb limits (extract.*, validated by the params schema), so
+    memory stays bounded.
     """
     limits = limits or ExtractConfig()
-    check_limits(limits)
     if not raw.exists():
         raise ExtractError(f"Raw data not found at {raw}. {KAGGLE_HINT}")
     report = ExtractReport()

@@ -13,7 +13,6 @@ import json
 import platform
 import re
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,17 +20,17 @@ import h5py
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from pipeline.backbones import BackboneSpec, ResolvedWeights, get_backbone
 from pipeline.backbones.registry import resolve_precision
-from pipeline.chunks import ChunkError, ChunkPool, fingerprint
+from pipeline.chunks import ChunkPool, fingerprint
+from pipeline.compute import ComputeBackend, ComputeJob
 from pipeline.config import SPLITS, BackboneConfig, FeaturizeConfig
-from pipeline.split import ManifestRow, classes_of, read_manifest
-from pipeline.store import SplitIndex, StoreError, chunk_folder, write_index
-
-RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
-STORAGE_DTYPES = ("float32", "float16")
+from pipeline.errors import ChunkError, ConfigError, InputError, MissingInputError, StoreError
+from pipeline.local_backend import LocalBackend
+from pipeline.manifest import ManifestRow, classes_of, read_manifest
+from pipeline.ray_backend import RayBackend
+from pipeline.store import SplitIndex, chunk_folder, write_index
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class Shard:
     def parse(cls, text: str) -> Shard:
         match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
         if not match or not 0 <= int(match[1]) < int(match[2]):
-            raise ValueError(f"A shard is 'i/n' with 0 <= i < n. Received: shard={text!r}")
+            raise InputError(f"A shard is 'i/n' with 0 <= i < n. Received: shard={text!r}")
         return cls(int(match[1]), int(match[2]))
 
     def select(self, keys: list[str]) -> list[str]:
@@ -72,16 +71,6 @@ class FeaturizeInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during featurize; the message says what was kept and that a rerun resumes."""
 
 
-def check_featurize_params(config: FeaturizeConfig, backbone: str, backbone_config: BackboneConfig) -> None:
-    """Range checks before any work: a chunk or batch of fewer than one row never ends."""
-    checks = {f"featurize.{key}": (getattr(config, key), 1) for key in ("chunk_rows", "batch_size")} | {
-        f"backbones.{backbone}.input_size": (backbone_config.input_size, 32)
-    }
-    for key, (value, least) in checks.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ValueError(f"{key} must be a whole number >= {least}. Received: {key.split('.')[-1]}={value!r}")
-
-
 def library_versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
@@ -92,30 +81,8 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def decode_and_resize(path: tf.Tensor, size: int, method: str) -> tf.Tensor:
-    """File path -> float32 RGB (size, size, 3) in [0, 255]. Grayscale and RGBA become RGB."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image = tf.image.resize(image, (size, size), method=method)
-    return tf.ensure_shape(tf.cast(image, tf.float32), (size, size, 3))
-
-
-def image_batches(paths: list[str], size: int, method: str, batch_size: int, preprocess) -> tf.data.Dataset:
-    """Stream preprocessed batches from disk: parallel decode, deterministic order, prefetch."""
-    if method not in RESIZE_METHODS:
-        raise ValueError(f"featurize.resize must be one of {RESIZE_METHODS}. Received: resize={method!r}")
-    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string))
-    dataset = dataset.map(
-        lambda p: decode_and_resize(p, size, method), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
-    return dataset.batch(batch_size).map(preprocess).prefetch(tf.data.AUTOTUNE)
-
-
 def feature_recipe(spec: BackboneSpec, weights: ResolvedWeights, input_size: int, config: FeaturizeConfig) -> dict:
     """Everything besides the image that determines a feature row; its hash keys the chunk pool."""
-    if config.storage_dtype not in STORAGE_DTYPES:
-        raise ValueError(
-            f"featurize.storage_dtype must be one of {STORAGE_DTYPES}. Received: storage_dtype={config.storage_dtype!r}"
-        )
     return {
         "backbone": spec.name,
         "weights_sha256": weights.fingerprint_id,
@@ -162,7 +129,6 @@ def featurize(
 
     With compute_missing=False (`store merge`) nothing is computed: missing rows are an error.
     """
-    check_featurize_params(config, backbone, backbone_config)
     spec = get_backbone(backbone)
     weights = spec.resolve_weights(backbone_config.weights)
     recipe = feature_recipe(spec, weights, backbone_config.input_size, config)
@@ -182,10 +148,10 @@ def featurize(
     shape = pool.feature_shape
     if missing:
         paths = {row.sha256: str(manifest.parent / row.path) for row in reversed(rows)}
-        compute = compute_backend(config.backend)
+        job = ComputeJob(spec, weights, recipe, backbone_config, config, [paths[k] for k in missing], missing, pool)
         kept_before = set(pool.rows_per_chunk)
         try:
-            shape = compute(spec, weights, recipe, backbone_config, config, [paths[k] for k in missing], missing, pool)
+            shape = compute_backend(config.backend).compute(job)
         except KeyboardInterrupt as err:
             raise interrupted(backbone, pool, kept_before, wanted, shard) from err
     seconds = time.perf_counter() - start
@@ -221,41 +187,14 @@ def interrupted(
     )
 
 
-def compute_local(
-    spec: BackboneSpec,
-    weights: ResolvedWeights,
-    recipe: dict,
-    backbone_config: BackboneConfig,
-    config: FeaturizeConfig,
-    paths: list[str],
-    keys: list[str],
-    pool: ChunkPool,
-) -> tuple[int, ...]:
-    """The local backend: tf.data decodes, the conv base runs here, rows go to the pool chunk by chunk."""
-    model = spec.inference_base(backbone_config.input_size, weights, recipe["precision"])
-    shape = tuple(int(d) for d in model.output.shape[1:])
-    if pool.feature_shape not in (None, shape):
-        raise StoreError(
-            f"The chunks in {pool.folder} hold rows of shape {pool.feature_shape}, the conv base makes {shape}: "
-            f"delete that folder and rerun featurize."
-        )
-    pool.feature_shape = shape  # every chunk written is checked against it
-    batches = image_batches(paths, backbone_config.input_size, config.resize, config.batch_size, spec.preprocess)
-    with tqdm(total=len(keys), desc=f"featurize {spec.name}", unit="img", disable=None) as bar:
-        for features, chunk_keys in group_rows(run_model(model, batches, bar), keys, config.chunk_rows):
-            pool.add(features, chunk_keys, config.storage_dtype)
-    return shape
+BACKENDS: dict[str, ComputeBackend] = {backend.name: backend for backend in (LocalBackend(), RayBackend())}
 
 
-def compute_backend(name: str) -> Callable[..., tuple[int, ...]]:
-    """featurize.backend -> the function that computes missing rows into the pool (compute_local's signature)."""
-    if name == "local":
-        return compute_local
-    if name == "ray":
-        from pipeline.ray_backend import compute_ray  # Ray is optional: imported only when asked for
-
-        return compute_ray
-    raise ValueError(f"featurize.backend must be 'local' or 'ray'. Received: backend={name!r}")
+def compute_backend(name: str) -> ComputeBackend:
+    """featurize.backend -> the backend that computes missing rows into the pool."""
+    if name not in BACKENDS:
+        raise ConfigError(f"featurize.backend: received {name!r}; allowed: {', '.join(BACKENDS)}")
+    return BACKENDS[name]
 
 
 def merge(
@@ -263,37 +202,6 @@ def merge(
 ) -> FeaturizeReport:
     """Index the rows that shards computed; an error counts the images no shard has computed yet."""
     return featurize(backbone, backbone_config, config, manifest, out_path, compute_missing=False)
-
-
-def run_model(model: keras.Model, batches: tf.data.Dataset, bar: tqdm) -> Iterator[np.ndarray]:
-    """The conv base's output for each batch, in order."""
-    signature = [tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)]  # one trace, whatever the batch
-    infer: Callable = tf.function(lambda x: model(x, training=False), input_signature=signature)
-    for batch in batches:
-        features = tf.cast(infer(batch), tf.float32).numpy()
-        bar.update(len(features))
-        yield features
-
-
-def group_rows(
-    batches: Iterator[np.ndarray], keys: list[str], chunk_rows: int
-) -> Iterator[tuple[np.ndarray, list[str]]]:
-    """Regroup model batches into chunks of `chunk_rows` rows, each with its keys."""
-    pending: list[np.ndarray] = []
-    done = 0
-    for features in batches:
-        pending.append(features)
-        while sum(len(p) for p in pending) >= chunk_rows:
-            block = np.concatenate(pending)
-            yield block[:chunk_rows], keys[done : done + chunk_rows]
-            done += chunk_rows
-            pending = [block[chunk_rows:]]
-    block = np.concatenate(pending) if pending else np.empty((0,))
-    if len(block):
-        yield block, keys[done : done + len(block)]
-        done += len(block)
-    if done != len(keys):
-        raise RuntimeError(f"The conv base produced {done} rows for {len(keys)} images.")
 
 
 def split_indexes(rows: list[ManifestRow], classes: list[str]) -> dict[str, SplitIndex]:
@@ -310,6 +218,6 @@ def split_indexes(rows: list[ManifestRow], classes: list[str]) -> dict[str, Spli
 def check_images_exist(rows: list[ManifestRow], manifest: Path) -> None:
     missing = [row.path for row in rows if not (manifest.parent / row.path).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{len(missing)} image(s) listed in {manifest} are missing, e.g. {missing[:3]}. Re-run the split stage."
         )

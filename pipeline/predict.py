@@ -16,17 +16,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from pipeline.backbones import BackboneSpec, get_backbone
 from pipeline.config import BackboneConfig
-from pipeline.extract import IMAGE_EXTENSION
-from pipeline.featurize import image_batches
+from pipeline.conv_base import conv_base_of_store
+from pipeline.errors import InputError, StoreError
+from pipeline.heads import load_head
+from pipeline.image_input import image_batches
 from pipeline.images import check_file, pillow_limits
-from pipeline.split import natural_key
-from pipeline.store import FeatureStore, StoreError
-from pipeline.train import load_head
+from pipeline.manifest import IMAGE_EXTENSION, natural_key
 
 FORMATS = ("table", "json", "csv")
 BLOCK = 256  # images gated, decoded and classified at a time
@@ -70,22 +68,6 @@ def expand_inputs(arguments: list[str | Path]) -> list[Input]:
     return inputs
 
 
-def conv_base_of_store(
-    store_path: Path, backbone_config: BackboneConfig
-) -> tuple[FeatureStore, BackboneSpec, keras.Model]:
-    """The conv base that made a store: its backbone, input size and weights (checked by sha256)."""
-    store = FeatureStore(store_path)
-    spec = get_backbone(store.attrs["backbone"])
-    weights = spec.resolve_weights(backbone_config.weights)
-    if weights.fingerprint_id != store.attrs["weights_sha256"]:
-        raise StoreError(
-            f"The weights in params ({backbone_config.weights}) differ from those that made {store_path} "
-            f"({store.attrs['weights']}); re-run `dvc repro` so the head matches the conv base."
-        )
-    precision = store.attrs.get("precision", "float32")
-    return store, spec, spec.inference_base(int(store.attrs["input_size"]), weights, precision)
-
-
 def predict(
     images: list[str | Path],
     store_path: Path,
@@ -97,7 +79,7 @@ def predict(
 ) -> list[Prediction]:
     """The top-k classes of each image (files, folders, globs), or why it could not be classified."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"--top-k must be a positive whole number. Received: top_k={top_k!r}")
+        raise InputError(f"--top-k must be a positive whole number. Received: top_k={top_k!r}")
     inputs = expand_inputs(images)
     store, spec, base = conv_base_of_store(store_path, backbone_config)
     model = load_head(head, head_dir)
@@ -154,7 +136,7 @@ def render(predictions: list[Prediction], fmt: str, top_k: int) -> str:
 
 def check_format(fmt: str) -> None:
     if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {FORMATS}. Received: format={fmt!r}")
+        raise InputError(f"--format must be one of {FORMATS}. Received: format={fmt!r}")
 
 
 def render_json(predictions: list[Prediction], top_k: int) -> str:

@@ -27,8 +27,11 @@ from tqdm import tqdm
 
 from pipeline.backbones import BackboneSpec, ResolvedWeights, get_backbone
 from pipeline.chunks import ChunkPool, fingerprint, write_chunk
-from pipeline.config import BackboneConfig, ConfigError, FeaturizeConfig, RayConfig
-from pipeline.featurize import image_batches
+from pipeline.compute import ComputeJob
+from pipeline.config import BackboneConfig, FeaturizeConfig, RayConfig
+from pipeline.errors import ConfigError
+from pipeline.image_input import image_batches
+from pipeline.store import check_weights
 
 LOCAL_ADDRESSES = ("", "local")
 
@@ -67,11 +70,12 @@ class FeaturizeActor:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
         self.spec = get_backbone(backbone)
         weights = self.spec.resolve_weights(backbone_config.weights)
-        if weights.fingerprint_id != recipe["weights_sha256"]:
-            raise RuntimeError(
-                f"{backbone} weights on {platform.node()} ({weights.fingerprint_id}) are not the driver's "
-                f"({recipe['weights_sha256']}): every node must resolve the same weights file."
-            )
+        check_weights(
+            recipe,
+            weights,
+            "the driver's recipe",
+            f"Every node ({platform.node()} here) must resolve the same weights file.",
+        )
         model = self.spec.inference_base(backbone_config.input_size, weights, recipe["precision"])
         self.infer = tf.function(lambda x: model(x, training=False))
         self.size, self.config = backbone_config.input_size, config
@@ -103,6 +107,17 @@ def connect(ray: Any, settings: RayConfig) -> bool:
     else:  # auto: the cluster `ray start` runs on this node; ray://host:10001: a remote cluster's client server
         ray.init(address=address)
     return True
+
+
+class RayBackend:
+    """featurize.backend: ray."""
+
+    name = "ray"
+
+    def compute(self, job: ComputeJob) -> tuple[int, ...]:
+        return compute_ray(
+            job.spec, job.weights, job.recipe, job.backbone_config, job.config, job.paths, job.keys, job.pool
+        )
 
 
 def compute_ray(

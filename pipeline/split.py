@@ -7,11 +7,9 @@ converted to an RGB PNG, and the rest is rejected into rejects.csv instead of ta
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
-import re
 import shutil
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -19,27 +17,23 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from pipeline.atomic import staged_folder
 from pipeline.config import SPLITS, SplitConfig
-from pipeline.extract import CLASS_NAME, IMAGE_EXTENSION, IMAGE_NAME, staged_folder
+from pipeline.errors import SplitError
 from pipeline.images import check_file, pillow_limits
+from pipeline.manifest import (
+    CLASS_NAME,
+    IMAGE_NAME,
+    ManifestRow,
+    is_image_file_name,
+    natural_key,
+    write_csv,
+    write_manifest,
+)
 
-MANIFEST_FIELDS = ("path", "class", "split", "sha256")
 REJECTS_FIELDS = ("path", "reason")
 CONVERTED_FIELDS = ("path", "source", "conversion")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 WORKERS = min(8, os.cpu_count() or 1)
-
-
-class SplitError(ValueError):
-    """The images cannot be split as params ask (too few, bad names), or a manifest is malformed."""
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    path: str  # relative to the split folder, e.g. train/cat/cat.0.jpg; the row's id everywhere downstream
-    cls: str
-    split: str
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -115,16 +109,6 @@ def index_images(images_dir: Path) -> tuple[dict[str, list[Path]], list[Reject]]
     return result, rejects
 
 
-def is_image_file_name(name: str) -> bool:
-    """A file name the manifest accepts: an image extension, not hidden, no control characters or backslash."""
-    return (
-        IMAGE_EXTENSION.search(name) is not None
-        and not name.startswith(".")
-        and "\\" not in name
-        and all(ch.isprintable() for ch in name)
-    )
-
-
 def check_class_folder(folder: Path) -> None:
     if not CLASS_NAME.match(folder.name):
         raise SplitError(
@@ -148,12 +132,6 @@ def describe_key(name: str) -> str:
     return f"number {int(match['index'])}" if match else f"name {name.rsplit('.', 1)[0]!r}"
 
 
-def natural_key(name: str) -> tuple:
-    """Digits compare as numbers, the rest case-insensitively; the exact name breaks ties."""
-    runs = re.split(r"(\d+)", name)
-    return (tuple(int(run) if i % 2 else run.casefold() for i, run in enumerate(runs)), name)
-
-
 def check_class_names(classes: list[str]) -> None:
     """Classes become folder names: refuse two that only a case-sensitive file system tells apart."""
     folded: dict[str, str] = {}
@@ -166,29 +144,8 @@ def check_class_names(classes: list[str]) -> None:
         folded[cls.lower()] = cls
 
 
-def check_sizes(config: SplitConfig) -> None:
-    """split.train/validation/test: all whole numbers (images per class; train >= 1), or all fractions < 1."""
-    sizes = config.sizes()
-    for key, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SplitError(f"split.{key} must be a number of images or a fraction. Received: {key}={value!r}")
-        least = 1 if key == "train" else 0
-        if isinstance(value, int) and value < least:
-            raise SplitError(f"split.{key} must be at least {least} image(s) per class. Received: {key}={value!r}")
-        if isinstance(value, float) and not (0 < value < 1 or (value == 0 and least == 0)):
-            raise SplitError(f"split.{key} as a fraction must be between 0 and 1. Received: {key}={value!r}")
-    kinds = {isinstance(v, float) for v in sizes.values() if v}
-    if len(kinds) > 1:
-        raise SplitError(
-            f"split.train/validation/test must be all counts (e.g. 1000/500/500) or all fractions "
-            f"(e.g. 0.7/0.15/0.15). Received: {sizes}"
-        )
-    if kinds == {True} and sum(sizes.values()) > 1 + 1e-9:
-        raise SplitError(f"split fractions add up to more than 1: {sizes}")
-
-
 def uses_fractions(config: SplitConfig) -> bool:
-    return isinstance(config.train, float)  # check_sizes: all nonzero sizes are of train's kind
+    return isinstance(config.train, float)  # the schema (SplitConfig): all nonzero sizes are of train's kind
 
 
 def class_sizes(config: SplitConfig, valid: int) -> dict[str, int]:
@@ -335,65 +292,6 @@ def write_metrics(result: SplitResult, path: Path) -> None:
     path.write_text(json.dumps(result.metrics(), indent=2) + "\n")
 
 
-def write_csv(path: Path, header: tuple[str, ...], rows) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def write_manifest(rows: list[ManifestRow], path: Path) -> None:
-    write_csv(path, MANIFEST_FIELDS, ((r.path, r.cls, r.split, r.sha256) for r in rows))
-
-
-def read_manifest(path: Path) -> list[ManifestRow]:
-    """The manifest's rows in file order; errors name the file, the row and the problem.
-
-    Each row must be <split>/<class>/<image file name> inside the manifest's folder, with no symbolic link on
-    the way (a link could point anywhere), a sha256 of 64 hex digits, and a path no other row has.
-    """
-    if not path.is_file():
-        raise SplitError(f"Manifest not found: {path}. Run the split stage first (`dvc repro split`).")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != MANIFEST_FIELDS:
-            raise SplitError(f"{path}: header must be {','.join(MANIFEST_FIELDS)}, found {reader.fieldnames}")
-        rows = [ManifestRow(r["path"], r["class"], r["split"], r["sha256"]) for r in reader]
-    root, seen, links = path.parent, set(), {}
-    for line, row in enumerate(rows, start=2):
-        problem = row_problem(row, root, seen, links)
-        if problem:
-            raise SplitError(f"{path}, line {line}: bad row {row}: {problem}.")
-        seen.add(row.path)
-    return rows
-
-
-def row_problem(row: ManifestRow, root: Path, seen: set[str], links: dict[Path, bool]) -> str | None:
-    parts = tuple(row.path.split("/"))
-    if row.split not in SPLITS:
-        return f"unknown split {row.split!r} (expected one of {SPLITS})"
-    if len(parts) != 3 or ".." in parts or Path(row.path).is_absolute() or parts[:2] != (row.split, row.cls):
-        return "its path is outside the split folder or not <split>/<class>/<file>"
-    if not CLASS_NAME.match(row.cls) or not is_image_file_name(parts[2]):
-        return "the class or file name is not allowed (class: ASCII letters, digits, _ and -; file: an image name)"
-    if not SHA256.match(row.sha256):
-        return "sha256 is not 64 lowercase hex digits"
-    if row.path in seen:
-        return "another row has the same path"
-    for depth in (1, 2, 3):
-        place = root.joinpath(*parts[:depth])
-        if place not in links:
-            links[place] = place.is_symlink()
-        if links[place]:
-            return f"{place} is a symbolic link; links in the split folder are not followed"
-    return None
-
-
-def classes_of(rows: list[ManifestRow]) -> list[str]:
-    """Class names in label order (sorted), the same in every stage."""
-    return sorted({row.cls for row in rows})
-
-
 def split(images_dir: Path, out_dir: Path, config: SplitConfig) -> SplitResult:
     """Split, convert and reject into a staging folder that replaces out_dir only once complete."""
     if not images_dir.is_dir():
@@ -402,7 +300,6 @@ def split(images_dir: Path, out_dir: Path, config: SplitConfig) -> SplitResult:
         raise SplitError(
             f"split.max_pixels must be a positive whole number. Received: max_pixels={config.max_pixels!r}"
         )
-    check_sizes(config)
     by_class, rejects = index_images(images_dir)
     images = sum(map(len, by_class.values())) + len(rejects)  # rejects so far: the duplicates
     check_counts({cls: len(files) for cls, files in by_class.items()}, config)

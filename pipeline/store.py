@@ -11,21 +11,21 @@ name and renamed when complete, so a reader always opens a complete version.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 
-from pipeline.chunks import STRING, ChunkError, ChunkPool, RowRef, read_chunk, read_strings
+from pipeline.atomic import atomic_file
+from pipeline.chunks import STRING, ChunkPool, RowRef, read_chunk, read_strings
+from pipeline.errors import ChunkError, StoreError
+
+if TYPE_CHECKING:  # typing only: the store never builds a backbone (that would import TensorFlow)
+    from pipeline.backbones import ResolvedWeights
 
 FORMAT_VERSION = 2
-
-
-class StoreError(ValueError):
-    """A feature store is missing, incomplete or does not match what the caller expects."""
 
 
 @dataclass
@@ -42,10 +42,6 @@ class SplitIndex:
     ids: list[str]
     labels: list[int]
     keys: list[str]
-
-
-def partial_path(path: Path) -> Path:
-    return path.with_name(path.name + ".partial")
 
 
 def chunk_folder(store_path: Path) -> Path:
@@ -97,18 +93,11 @@ def write_index(
     dtype: str,
 ) -> None:
     """Write the index under a temporary name, then rename it over the previous version."""
-    tmp = partial_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with h5py.File(tmp, "w") as handle:
-            for key, value in {**attrs, "format_version": FORMAT_VERSION}.items():
-                handle.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
-            for name, index in splits.items():
-                write_split_index(handle, name, index, pool, feature_shape, dtype)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, h5py.File(tmp, "w") as handle:
+        for key, value in {**attrs, "format_version": FORMAT_VERSION}.items():
+            handle.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+        for name, index in splits.items():
+            write_split_index(handle, name, index, pool, feature_shape, dtype)
 
 
 def repair_hint(path: Path) -> str:
@@ -250,6 +239,17 @@ def rows_by_chunk(chunks: list[str]) -> dict[str, np.ndarray]:
     for position, chunk in enumerate(chunks):
         positions.setdefault(chunk, []).append(position)
     return {chunk: np.asarray(found, dtype=np.int64) for chunk, found in positions.items()}
+
+
+def check_weights(recorded: dict[str, Any], weights: ResolvedWeights, made: str, fix: str) -> None:
+    """The one "do these weights match the store?" check: `recorded` (a store's attrs or a recipe) names the
+    weights_sha256 the features were made with; `made` says what (a store path, the driver), `fix` what to do."""
+    if weights.fingerprint_id != recorded.get("weights_sha256"):
+        raise StoreError(
+            f"The {recorded.get('backbone', '')} weights here ({weights.identifier}, {weights.fingerprint_id[:12]}) "
+            f"are not those that made {made} ({recorded.get('weights')}, {str(recorded.get('weights_sha256'))[:12]}). "
+            f"{fix}"
+        )
 
 
 def decode_attr(value: Any) -> Any:

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from dvclive import Live
-
-from pipeline.heads import HeadBuilder, TrainingData, get_head
+from pipeline.heads import TrainingData, get_head, save_head
+from pipeline.metrics import live_dir
 from pipeline.store import FeatureStore
-
-
-def head_file(head_dir: Path, builder: HeadBuilder) -> Path:
-    """The saved head inside its output folder: head.keras or head.npz."""
-    return head_dir / f"head{builder.file_suffix}"
 
 
 def training_data(store: FeatureStore) -> TrainingData:
@@ -38,23 +31,11 @@ def train(
     data = training_data(FeatureStore(store_path))
     start = time.perf_counter()
     if curves_dir is not None:
-        shutil.rmtree(curves_dir, ignore_errors=True)
-        with Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        with live_dir(curves_dir) as live:
             model = builder.fit(data, params, seed, live)
             live.summary["train_seconds"] = round(time.perf_counter() - start, 3)
     else:
         model = builder.fit(data, params, seed, None)
     seconds = time.perf_counter() - start
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
-    model.save(head_file(out_dir, builder))
+    save_head(model, builder, out_dir)
     return seconds
-
-
-def load_head(head: str, head_dir: Path):
-    """A saved head, loaded without unpickling."""
-    builder = get_head(head)
-    path = head_file(head_dir, builder)
-    if not path.is_file():
-        raise FileNotFoundError(f"No trained '{head}' head at {path}. Run `dvc repro` (the train stage) first.")
-    return builder.load(path)

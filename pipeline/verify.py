@@ -6,9 +6,10 @@ from pathlib import Path
 
 import h5py
 
-from pipeline.chunks import ChunkError, read_chunk, read_strings
-from pipeline.split import classes_of, read_manifest
-from pipeline.store import FeatureStore, StoreError, chunk_folder
+from pipeline.chunks import read_chunk, read_strings
+from pipeline.errors import ChunkError, StoreError
+from pipeline.manifest import classes_of, read_manifest
+from pipeline.store import FeatureStore, chunk_folder
 
 REQUIRED_ATTRS = ("backbone", "weights", "weights_sha256", "input_size", "fingerprint", "feature_shape", "classes")
 SPLIT_DATASETS = ("features", "labels", "ids", "keys", "chunk", "row")

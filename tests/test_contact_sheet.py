@@ -11,7 +11,8 @@ from conftest import sample_images
 from PIL import Image
 
 from pipeline.contact_sheet import contact_sheet
-from pipeline.evaluate import mistakes, mistakes_sheet, per_class_report, write_mistakes
+from pipeline.evaluate import mistakes, mistakes_sheet, write_mistakes
+from pipeline.metrics import per_class_report
 
 
 @pytest.fixture

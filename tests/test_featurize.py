@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from conftest import make_split
 
+from pipeline.atomic import partial_path
 from pipeline.config import SPLITS, BackboneConfig, FeaturizeConfig
-from pipeline.featurize import featurize, image_batches
-from pipeline.split import read_manifest
-from pipeline.store import FeatureStore, partial_path
+from pipeline.featurize import featurize
+from pipeline.image_input import image_batches
+from pipeline.manifest import read_manifest
+from pipeline.store import FeatureStore
 
 
 @pytest.fixture(scope="module")
@@ -92,5 +94,5 @@ def test_precision_and_storage_are_checked() -> None:
 
     with pytest.raises(ValueError, match="precision must be one of"):
         compute_policy("int8")
-    with pytest.raises(ValueError, match="storage_dtype must be one of"):
+    with pytest.raises(ValueError, match=r"storage_dtype\n.*'float32' or 'float16'"):
         featurize("vgg16", BackboneConfig("none", 48), FeaturizeConfig(storage_dtype="int8"), Path("m.csv"), Path("x"))

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.errors import ConfigError
 from pipeline.heads import TrainingData, get_head
 
 
@@ -71,7 +72,7 @@ def test_pooling_option(pooling: str) -> None:
 
 
 def test_unknown_head_param_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"Unknown key\(s\) \['epoch'\] in params 'heads.dense'"):
+    with pytest.raises(ConfigError, match=r"heads\.dense\.epoch: unknown key"):
         get_head("dense").fit(data(), {"epoch": 3}, 0, None)
 
 

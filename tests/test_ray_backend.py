@@ -16,9 +16,11 @@ import yaml
 from conftest import sample_images
 
 from pipeline.chunks import CHUNK_GLOB
+from pipeline.compute import ComputeBackend, ComputeJob
 from pipeline.config import BackboneConfig, ConfigError, FeaturizeConfig, RayConfig, SplitConfig, load_config
 from pipeline.featurize import Shard, compute_backend, featurize
-from pipeline.split import read_manifest, split
+from pipeline.manifest import read_manifest
+from pipeline.split import split
 from pipeline.store import FeatureStore, chunk_folder
 from pipeline.verify import verify
 
@@ -134,11 +136,17 @@ def test_ray_settings_come_from_params(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError, match=r"featurize\.ray"):
         load_config(tmp_path / "params.yaml")
-    with pytest.raises(ValueError, match="Received: backend='spark'"):
+    with pytest.raises(ConfigError, match="featurize.backend: received 'spark'"):
         compute_backend("spark")
 
 
 def test_a_clear_error_without_ray(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
     with pytest.raises(ConfigError, match=r"pip install -e '\.\[ray\]'"):
-        compute_backend("ray")(None, None, {}, BACKBONE, RAY, [], [], None)
+        compute_backend("ray").compute(ComputeJob(None, None, {}, BACKBONE, RAY, [], [], None))
+
+
+def test_both_backends_implement_the_contract() -> None:
+    for name in ("local", "ray"):
+        backend = compute_backend(name)
+        assert isinstance(backend, ComputeBackend) and backend.name == name

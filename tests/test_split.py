@@ -7,7 +7,9 @@ import pytest
 from PIL import Image
 
 from pipeline.config import SplitConfig
-from pipeline.split import SplitError, read_manifest, split
+from pipeline.errors import SplitError
+from pipeline.manifest import read_manifest
+from pipeline.split import split
 
 
 def tiny_jpeg(seed: int) -> bytes:

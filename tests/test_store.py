@@ -11,9 +11,10 @@ import pytest
 from conftest import make_split
 
 from pipeline.chunks import ChunkError, write_chunk
-from pipeline.config import BackboneConfig, FeaturizeConfig
+from pipeline.config import BackboneConfig, FeaturizeConfig, validate
+from pipeline.errors import ConfigError, StoreError
 from pipeline.featurize import Shard, featurize, merge
-from pipeline.store import FeatureStore, StoreError, chunk_folder
+from pipeline.store import FeatureStore, chunk_folder
 from pipeline.verify import verify
 
 BACKBONE = BackboneConfig(weights="none", input_size=32)
@@ -242,28 +243,19 @@ def test_a_malformed_chunk_is_not_adopted(featurized, tmp_path: Path) -> None:
     assert verify(store, manifest) == []
 
 
-@pytest.mark.parametrize("chunk_rows", [-1, 0])
-def test_chunk_rows_below_one_is_refused_before_any_work(tmp_path: Path, chunk_rows: int) -> None:
-    manifest = make_split(tmp_path, 3, 1, 1, 1)
-    store = tmp_path / "features" / "vgg16.h5"
-    config = FeaturizeConfig(batch_size=4, chunk_rows=chunk_rows)
-    with deadline(120), pytest.raises(ValueError, match=rf"featurize\.chunk_rows must be .*>= 1.*{chunk_rows}"):
-        featurize("vgg16", BACKBONE, config, manifest, store)
-    assert not chunk_folder(store).exists()
-
-
 @pytest.mark.parametrize(
-    ("config", "backbone", "key"),
+    ("raw", "key", "least"),
     [
-        (FeaturizeConfig(batch_size=0), BACKBONE, r"featurize\.batch_size must be a whole number >= 1"),
-        (CONFIG, BackboneConfig(weights="none", input_size=0), r"backbones\.vgg16\.input_size must be .* >= 32"),
+        ({"featurize": {"chunk_rows": -1}}, "featurize.chunk_rows", 1),
+        ({"featurize": {"chunk_rows": 0}}, "featurize.chunk_rows", 1),
+        ({"featurize": {"batch_size": 0}}, "featurize.batch_size", 1),
+        ({"backbones": {"vgg16": {"input_size": 0}}}, "backbones.vgg16.input_size", 32),
     ],
 )
-def test_other_featurize_params_out_of_range_are_refused(tmp_path: Path, config, backbone, key: str) -> None:
-    manifest = make_split(tmp_path, 3, 1, 1, 1)
-    with pytest.raises(ValueError, match=key):
-        featurize("vgg16", backbone, config, manifest, tmp_path / "features" / "vgg16.h5")
-    assert not (tmp_path / "features").exists()
+def test_chunk_rows_below_one_is_refused_before_any_work(raw: dict, key: str, least: int) -> None:
+    """chunk_rows -1 once wrote a malformed chunk and hung, 0 looped forever: params are checked first."""
+    with deadline(60), pytest.raises(ConfigError, match=rf"{key}: received .*greater than or equal to {least}"):
+        validate(raw)
 
 
 def test_chunks_are_checked_before_they_are_written(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from keras import layers
 
 from pipeline.backbones.registry import BackboneSpec, WeightsUnavailableError, register, sha256_of
 from pipeline.backbones.torch_state import load_torch_state_dict
+from pipeline.errors import InputError
 
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99  # torch momentum 0.01
@@ -130,7 +131,7 @@ def _torch_to_keras(layer: keras.Layer, state: dict[str, np.ndarray], prefix: st
     def get(suffix: str) -> np.ndarray:
         key = f"{prefix}.{suffix}"
         if key not in state:
-            raise ValueError(f"Weights file has no '{key}' for Keras layer '{layer.name}'.")
+            raise InputError(f"Weights file has no '{key}' for Keras layer '{layer.name}'.")
         return state.pop(key)
 
     if isinstance(layer, layers.BatchNormalization):
@@ -152,36 +153,36 @@ def load_torch_weights(model: keras.Model, path: str | Path) -> None:
             continue
         prefix = _torch_prefix(layer.name)
         if prefix is None:
-            raise ValueError(f"No torch weights are mapped to Keras layer '{layer.name}'.")
+            raise InputError(f"No torch weights are mapped to Keras layer '{layer.name}'.")
         values = _torch_to_keras(layer, state, prefix)
         for variable, value in zip(layer.weights, values, strict=True):
             if tuple(variable.shape) != value.shape:
-                raise ValueError(
+                raise InputError(
                     f"Shape mismatch for '{prefix}' -> '{variable.path}': weights file has "
                     f"{value.shape}, the model expects {tuple(variable.shape)}."
                 )
         layer.set_weights(values)
     if state:
-        raise ValueError(f"{path}: weights not used by the model: {sorted(state)[:5]} ...")
+        raise InputError(f"{path}: weights not used by the model: {sorted(state)[:5]} ...")
 
 
 def _check_args(
     include_top: bool, weights: str | Path | None, input_shape: tuple | None, pooling: str | None, classes: int
 ) -> tuple:
     if weights is not None and not Path(weights).is_file():
-        raise ValueError(
+        raise InputError(
             f"The `weights` argument should be None or the path of a .pth file. Received: weights={weights!r}"
         )
     if pooling not in (None, "avg", "max"):
-        raise ValueError(f"`pooling` should be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+        raise InputError(f"`pooling` should be None, 'avg' or 'max'. Received: pooling={pooling!r}")
     if not isinstance(classes, int) or classes < 1 or (weights is not None and include_top and classes != 1000):
-        raise ValueError(
+        raise InputError(
             f"`classes` should be 1000 with ImageNet weights and include_top, else a positive "
             f"int. Received: classes={classes!r}"
         )
     shape = tuple(input_shape) if input_shape is not None else ((224, 224, 3) if include_top else (None,) * 2 + (3,))
     if len(shape) != 3 or shape[2] != 3 or any(s is not None and s < 32 for s in shape[:2]):
-        raise ValueError(
+        raise InputError(
             f"`input_shape` should be (height, width, 3) with sides >= 32. Received: input_shape={input_shape!r}"
         )
     return shape

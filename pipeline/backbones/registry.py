@@ -11,12 +11,9 @@ import keras
 import tensorflow as tf
 
 from pipeline.backbones.folding import fold_batchnorm
+from pipeline.errors import ConfigError, InputError, WeightsUnavailableError
 
 RANDOM_INIT_SEED = 0
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights cannot be found locally nor downloaded; the message says where to put them."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ class BackboneSpec:
         precision: float32, or bfloat16 / float16 compute with float32 weights (Keras mixed precision).
         """
         if input_size < 32:
-            raise ValueError(f"input_size must be at least 32 pixels. Received: input_size={input_size}")
+            raise ConfigError(f"input_size must be at least 32 pixels. Received: input_size={input_size}")
         policy = compute_policy(precision)
         if weights.is_random:
             keras.utils.set_random_seed(RANDOM_INIT_SEED)  # 'none' weights: the same random base every run
@@ -115,9 +112,9 @@ def resolve_precision(precision: str) -> str:
 def compute_policy(precision: str) -> str:
     """The Keras dtype policy for a precision param; float16 needs a GPU (CPUs emulate it slowly)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"featurize.precision must be one of {sorted(PRECISIONS)}. Received: precision={precision!r}")
+        raise ConfigError(f"featurize.precision must be one of {sorted(PRECISIONS)}. Received: precision={precision!r}")
     if precision == "float16" and not tf.config.list_physical_devices("GPU"):
-        raise ValueError(
+        raise ConfigError(
             "featurize.precision float16 needs a GPU: CPUs have no fast float16 convolutions. "
             "Use bfloat16 on CPUs with AVX512_BF16 or AMX, or float32."
         )
@@ -139,7 +136,7 @@ def get_backbone(name: str) -> BackboneSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"Unknown backbone. Received: backbone={name!r}. Known: {sorted(_REGISTRY)}") from None
+        raise InputError(f"Unknown backbone. Received: backbone={name!r}. Known: {sorted(_REGISTRY)}") from None
 
 
 def backbone_names() -> list[str]:

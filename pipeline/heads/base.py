@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from pipeline.config import HeadsConfig, validate_section
 
 
 @dataclass
@@ -38,7 +40,7 @@ class HeadBuilder(Protocol):
     def load(self, path: Path) -> Head: ...
 
 
-def check_params(head: str, params: dict[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ValueError(f"Unknown key(s) {unknown} in params 'heads.{head}'. Known: {sorted(known)}")
+def head_params(head: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A head's params, validated by the params schema (heads.<head>), with its defaults filled in."""
+    schema = HeadsConfig.__pydantic_fields__[head].annotation
+    return asdict(validate_section(schema, params, f"heads.{head}"))

@@ -8,10 +8,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from pipeline.heads.base import TrainingData, check_params
+from pipeline.curves import LiveCurves
+from pipeline.heads.base import TrainingData, head_params
 from pipeline.heads.pooling import resolve_pooling
-
-DEFAULTS = {"pooling": "auto", "units": 256, "dropout": 0.5, "learning_rate": 2e-5, "epochs": 30, "batch_size": 20}
 
 
 def build_dense_head(
@@ -54,8 +53,7 @@ class DenseHeadBuilder:
     file_suffix = ".keras"
 
     def fit(self, data: TrainingData, params: dict[str, Any], seed: int, live: Any) -> DenseHead:
-        check_params("dense", params, set(DEFAULTS))
-        p = {**DEFAULTS, **params}
+        p = head_params("dense", params)
         keras.utils.set_random_seed(seed)
         n_classes = len(data.classes)
         model = build_dense_head(
@@ -82,17 +80,3 @@ class DenseHeadBuilder:
 
     def load(self, path: Path) -> DenseHead:
         return DenseHead(keras.saving.load_model(path, safe_mode=True))
-
-
-class LiveCurves(keras.callbacks.Callback):
-    """Log the seed's curves (train/validation accuracy and loss) to dvclive, one step per epoch."""
-
-    def __init__(self, live: Any) -> None:
-        super().__init__()
-        self.live = live
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        for key, value in (logs or {}).items():
-            split = "validation" if key.startswith("val_") else "train"
-            self.live.log_metric(f"{split}/{key.removeprefix('val_')}", float(value))
-        self.live.next_step()

@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.heads.base import TrainingData, check_params
+from pipeline.errors import InputError
+from pipeline.heads.base import TrainingData, head_params
 from pipeline.heads.pooling import pool, resolve_pooling
+from pipeline.metrics import log_epoch, score
 
 ARRAY_KEYS = ("coef", "intercept", "mean", "scale", "meta")
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
-DEFAULTS = {"pooling": "auto", "C": "auto", "max_iter": 1000, "standardize": True}
 
 
 class LogRegHead:
@@ -50,13 +51,11 @@ class LogRegHead:
 
 def log_fit_quality(live: Any, head: LogRegHead, data: TrainingData) -> None:
     """One step of the curves the dense head logs per epoch: accuracy and loss on train and validation."""
-    from pipeline.evaluate import score  # the test metrics' own arithmetic, for the train/validation curves
-
-    for split, x, y in (("train", data.x_train, data.y_train), ("validation", data.x_val, data.y_val)):
-        result = score(head.predict_proba(x), y, len(data.classes))
-        live.log_metric(f"{split}/accuracy", result.accuracy)
-        live.log_metric(f"{split}/loss", result.loss)
-    live.next_step()
+    logs = {}
+    for prefix, x, y in (("", data.x_train, data.y_train), ("val_", data.x_val, data.y_val)):
+        result = score(head.predict_proba(x), y, len(data.classes))  # the test metrics' own arithmetic
+        logs |= {f"{prefix}accuracy": result.accuracy, f"{prefix}loss": result.loss}
+    log_epoch(live, logs)
 
 
 def standardization(x: np.ndarray, enabled: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -85,8 +84,7 @@ class LogRegHeadBuilder:
     file_suffix = ".npz"
 
     def fit(self, data: TrainingData, params: dict[str, Any], seed: int, live: Any) -> LogRegHead:
-        check_params("logreg", params, set(DEFAULTS))
-        p = {**DEFAULTS, **params}
+        p = head_params("logreg", params)
         pooling = resolve_pooling(p["pooling"], data.default_pooling)
         x_train = pool(data.x_train, pooling)
         mean, scale = standardization(x_train, p["standardize"])
@@ -103,7 +101,7 @@ class LogRegHeadBuilder:
         with np.load(path, allow_pickle=False) as arrays:
             missing = sorted(set(ARRAY_KEYS) - set(arrays.files))
             if missing:
-                raise ValueError(f"{path} is not a logreg head: it lacks {missing}.")
+                raise InputError(f"{path} is not a logreg head: it lacks {missing}.")
             values = {key: arrays[key] for key in ARRAY_KEYS}
         meta = json.loads(str(values.pop("meta")))
         return LogRegHead(**values, pooling=meta["pooling"], C=meta["C"])

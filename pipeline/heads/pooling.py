@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-POOLINGS = ("auto", "flatten", "avg")
+from pipeline.config import POOLINGS
+from pipeline.errors import ConfigError
 
 
 def resolve_pooling(pooling: str, store_default: str) -> str:
     """'auto' means the backbone's own default, recorded in the store."""
     if pooling not in POOLINGS:
-        raise ValueError(f"Head pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
+        raise ConfigError(f"Head pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
     return store_default if pooling == "auto" else pooling
 
 

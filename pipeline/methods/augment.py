@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pipeline.config import Config
 from pipeline.methods.common import MethodReport
-from pipeline.methods.scratch import train_convnet
+from pipeline.methods.convnet import train_convnet
 
 
 def run(config: Config, seed: int) -> MethodReport:

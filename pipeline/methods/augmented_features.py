@@ -11,35 +11,21 @@ under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import h5py
 import numpy as np
 import tensorflow as tf
 
+from pipeline.atomic import atomic_file
 from pipeline.backbones import get_backbone
-from pipeline.chunks import read_strings
+from pipeline.chunks import STRING
 from pipeline.config import Config
+from pipeline.errors import StoreError
+from pipeline.methods.augmented_store import GROUP, augmented_path
 from pipeline.methods.common import augmenter, check_positive, image_dataset, read_split
-from pipeline.store import FeatureStore, StoreError, decode_attr
-
-STRING = h5py.string_dtype("utf-8")
-GROUP = "train"
-
-
-@dataclass
-class AugmentedRows:
-    features: np.ndarray
-    labels: np.ndarray
-    ids: list[str]
-    pass_index: np.ndarray
-    attrs: dict
-
-
-def augmented_path(features_dir: Path, backbone: str) -> Path:
-    return features_dir / f"{backbone}.aug.h5"
+from pipeline.store import FeatureStore, check_weights
 
 
 def write_augmented_features(config: Config, backbone: str) -> Path:
@@ -49,16 +35,7 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
     plain = FeatureStore(config.paths.store(backbone))
     spec = get_backbone(backbone)
     weights = spec.resolve_weights(config.backbone(backbone).weights)
-    same = (
-        plain.attrs.get("weights") == "none"
-        if weights.is_random
-        else weights.sha256 == plain.attrs.get("weights_sha256")
-    )
-    if not same:
-        raise StoreError(
-            f"{plain.path} was made with other {backbone} weights ({plain.attrs.get('weights')}) than params give "
-            f"({weights.identifier}). Run `dvc repro featurize@{backbone}` first."
-        )
+    check_weights(plain.attrs, weights, str(plain.path), f"Run `dvc repro featurize@{backbone}` first.")
     train = read_split(config.paths.split, "train")
     if train.classes != plain.classes:
         raise StoreError(f"{plain.path} has classes {plain.classes}, the split {train.classes}. Re-run featurize.")
@@ -71,7 +48,6 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
     feature_shape = tuple(int(d) for d in base.output.shape[1:])
     count, rows = len(train.paths), len(train.paths) * params.passes
     path = augmented_path(config.paths.features, backbone)
-    tmp = path.with_name(path.name + ".partial")
     attrs = {
         "backbone": backbone,
         "weights": weights.identifier,
@@ -87,48 +63,23 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
         "augmentation": asdict(config.methods.augmentation),
         "seed": config.methods.seed,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with h5py.File(tmp, "w") as handle:
-            for key, value in attrs.items():
-                handle.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-            group = handle.create_group(GROUP)
-            group.create_dataset("ids", data=np.array(train.ids * params.passes, dtype=object), dtype=STRING)
-            group.create_dataset("labels", data=np.tile(train.labels, params.passes))
-            group.create_dataset("pass_index", data=np.repeat(np.arange(params.passes), count))
-            target = group.create_dataset(
-                "features", (rows, *feature_shape), dtype=plain.attrs.get("storage_dtype", "float32")
-            )
-            row = 0
-            for _ in range(params.passes):
-                batches = image_dataset(train, size, resize, params.batch_size, spec.preprocess, augment=augment)
-                for images, _labels in batches:
-                    features = infer(images).numpy()
-                    target[row : row + len(features)] = features
-                    row += len(features)
-            if row != rows:
-                raise RuntimeError(f"Wrote {row} augmented rows, expected {rows}.")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, h5py.File(tmp, "w") as handle:
+        for key, value in attrs.items():
+            handle.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+        group = handle.create_group(GROUP)
+        group.create_dataset("ids", data=np.array(train.ids * params.passes, dtype=object), dtype=STRING)
+        group.create_dataset("labels", data=np.tile(train.labels, params.passes))
+        group.create_dataset("pass_index", data=np.repeat(np.arange(params.passes), count))
+        target = group.create_dataset(
+            "features", (rows, *feature_shape), dtype=plain.attrs.get("storage_dtype", "float32")
+        )
+        row = 0
+        for _ in range(params.passes):
+            batches = image_dataset(train, size, resize, params.batch_size, spec.preprocess, augment=augment)
+            for images, _labels in batches:
+                features = infer(images).numpy()
+                target[row : row + len(features)] = features
+                row += len(features)
+        if row != rows:
+            raise RuntimeError(f"Wrote {row} augmented rows, expected {rows}.")
     return path
-
-
-def read_augmented(path: Path) -> AugmentedRows:
-    """The augmented rows and the file's attributes; errors name the file and what is missing."""
-    if not path.is_file():
-        raise StoreError(f"Augmented features not found: {path}. Run `dvc repro augmented_features@<backbone>`.")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise StoreError(f"{path} is not a readable HDF5 file ({err}). Re-run its augmented_features stage.") from err
-    with handle:
-        missing = [key for key in ("features", "labels", "ids", "pass_index") if f"{GROUP}/{key}" not in handle]
-        if missing:
-            raise StoreError(f"{path} is not an augmented feature file: group '{GROUP}' lacks {missing}.")
-        attrs = {key: decode_attr(value) for key, value in handle.attrs.items()}
-        group = handle[GROUP]
-        ids = read_strings(group["ids"])
-        features = group["features"][...].astype(np.float32, copy=False)
-        return AugmentedRows(features, group["labels"][...], ids, group["pass_index"][...], attrs)

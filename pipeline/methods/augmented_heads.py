@@ -9,15 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from dvclive import Live
 
 from pipeline.config import Config
-from pipeline.evaluate import score
-from pipeline.heads import TrainingData, get_head
-from pipeline.methods.augmented_features import AugmentedRows, augmented_path, read_augmented
+from pipeline.errors import StoreError
+from pipeline.heads import TrainingData, get_head, save_head
+from pipeline.methods.augmented_store import AugmentedRows, augmented_path, read_augmented
 from pipeline.methods.common import method_dirs
-from pipeline.store import FeatureStore, StoreError
-from pipeline.train import head_file
+from pipeline.metrics import live_dir, score
+from pipeline.store import FeatureStore
 
 VARIANTS = ("augmented", "plain")
 
@@ -62,15 +61,14 @@ def train_head(config: Config, backbone: str, head: str) -> HeadComparison:
     accuracy = {}
     for variant, (x, y) in zip(VARIANTS, (both, (train.features, train.labels)), strict=True):
         data = TrainingData(x, y, validation.features, validation.labels, store.classes, store.attrs["default_pooling"])
-        with Live(str(dirs.curves / variant), dvcyaml=False, save_dvc_exp=False) as live:
+        with live_dir(dirs.curves / variant) as live:
             model = builder.fit(data, params, config.train.seed, live)
         result = score(model.predict_proba(test.features), test.labels, len(store.classes))
-        (dirs.model / variant).mkdir(parents=True)
-        model.save(head_file(dirs.model / variant, builder))
+        save_head(model, builder, dirs.model / variant)
         summary[f"{variant}/test/accuracy"] = round(result.accuracy, 4)
         summary[f"{variant}/test/loss"] = round(result.loss, 4)
         accuracy[variant] = result.accuracy
     summary["gain"] = round(accuracy["augmented"] - accuracy["plain"], 4)
-    with Live(str(dirs.metrics), dvcyaml=False, save_dvc_exp=False) as live:
+    with live_dir(dirs.metrics) as live:
         live.summary.update(summary | {"test/images": len(test.labels)})
     return HeadComparison(head, accuracy["augmented"], accuracy["plain"], len(both[1]))

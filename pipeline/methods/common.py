@@ -14,15 +14,16 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from dvclive import Live
 
-from pipeline.config import SPLITS, AugmentationConfig, Paths
-from pipeline.evaluate import Evaluation, score
-from pipeline.heads.dense import LiveCurves, to_two_columns
-from pipeline.split import SplitError, classes_of, read_manifest
+from pipeline.backbones import get_backbone
+from pipeline.config import FILL_MODES, SPLITS, AugmentationConfig, Paths
+from pipeline.curves import LiveCurves
+from pipeline.errors import ConfigError, InputError, ManifestError, MissingInputError
+from pipeline.heads.dense import to_two_columns
+from pipeline.image_input import check_resize, decode_and_resize
+from pipeline.manifest import classes_of, read_manifest
+from pipeline.metrics import Evaluation, live_dir, score, write_test_metrics
 
-RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
-FILL_MODES = ("nearest", "constant", "reflect", "wrap")
 MODEL_FILE = "model.keras"
 INFO_FILE = "model.json"
 IN_MODEL = "in-model"  # the model scales its [0, 255] pixel input itself (the scratch convnets' Rescaling)
@@ -55,10 +56,10 @@ def read_split(split_dir: Path, split: str) -> ImageSplit:
     classes = classes_of(rows)
     members = [row for row in rows if row.split == split]
     if not members:
-        raise SplitError(f"{manifest} lists no '{split}' images. Re-run the split stage (`dvc repro split`).")
+        raise ManifestError(f"{manifest} lists no '{split}' images. Re-run the split stage (`dvc repro split`).")
     missing = [row.path for row in members if not (split_dir / row.path).is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} image(s) in {manifest} are missing, e.g. {missing[:3]}. Re-run split.")
+        raise MissingInputError(f"{len(missing)} image(s) in {manifest} are missing, e.g. {missing[:3]}. Re-run split.")
     labels = np.array([classes.index(row.cls) for row in members], dtype=np.int64)
     ids = [row.path for row in members]
     return ImageSplit([str(split_dir / path) for path in ids], labels, classes, ids)
@@ -68,14 +69,7 @@ def check_positive(where: str, **values: Any) -> None:
     """Refuse non-positive or non-integer counts with the params key in the message."""
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"params '{where}.{key}' must be a positive integer. Received: {key}={value!r}")
-
-
-def load_image(path: tf.Tensor, size: int, resize: str) -> tf.Tensor:
-    """File path -> float32 RGB (size, size, 3) in [0, 255]."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image = tf.image.resize(image, (size, size), method=resize)
-    return tf.ensure_shape(tf.cast(image, tf.float32), (size, size, 3))
+            raise ConfigError(f"{where}.{key}: received {value!r}; allowed: an integer >= 1")
 
 
 def seed_shear(images: tf.Tensor, max_angle: float, fill_mode: str = "nearest") -> tf.Tensor:
@@ -102,7 +96,7 @@ def augmenter(config: AugmentationConfig, seed: int):
     fractions, shear in radians as Keras 2.0 read it), with Keras 3 preprocessing layers in tf.data."""
     fill = config.fill_mode
     if fill not in FILL_MODES:
-        raise ValueError(f"params 'methods.augmentation.fill_mode' must be one of {FILL_MODES}. Received: {fill!r}")
+        raise ConfigError(f"methods.augmentation.fill_mode: received {fill!r}; allowed: {', '.join(FILL_MODES)}")
     layers: list[keras.Layer] = []
     if config.rotation:
         layers.append(keras.layers.RandomRotation(config.rotation / 360.0, fill_mode=fill, seed=seed))
@@ -135,14 +129,13 @@ def image_dataset(
     repeat: bool = False,
 ) -> tf.data.Dataset:
     """(images, labels) batches streamed from disk; augmentation (on [0, 255] pixels) before preprocessing."""
-    if resize not in RESIZE_METHODS:
-        raise ValueError(f"params 'methods.resize' must be one of {RESIZE_METHODS}. Received: resize={resize!r}")
+    check_resize(resize, "methods.resize")
     dataset = tf.data.Dataset.from_tensor_slices((tf.constant(split.paths), split.labels))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(split.paths), seed=shuffle_seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    dataset = dataset.map(lambda p, y: (load_image(p, size, resize), y), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda p, y: (decode_and_resize(p, size, resize), y), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size)
     if augment is not None:
         dataset = dataset.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
@@ -153,8 +146,6 @@ def preprocessor(name: str):
     """None for a model that scales pixels itself, else a backbone's preprocessing (the name beside the model)."""
     if name == IN_MODEL:
         return lambda x: x
-    from pipeline.backbones import get_backbone
-
     return get_backbone(name).preprocess
 
 
@@ -172,9 +163,8 @@ def compile_model(model: keras.Model, learning_rate: float, n_classes: int) -> N
 
 def fit(model: keras.Model, train, validation, epochs: int, steps_per_epoch: int, curves_dir: Path) -> float:
     """Train with the seed's curves logged to dvclive (one step per epoch); returns the seconds it took."""
-    shutil.rmtree(curves_dir, ignore_errors=True)
     start = time.perf_counter()
-    with Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False) as live:
+    with live_dir(curves_dir) as live:
         model.fit(
             train,
             validation_data=validation,
@@ -190,26 +180,6 @@ def fit(model: keras.Model, train, validation, epochs: int, steps_per_epoch: int
 
 def steps(count: int, batch_size: int) -> int:
     return math.ceil(count / batch_size)
-
-
-def write_metrics(
-    result: Evaluation, labels: np.ndarray, classes: list[str], out_dir: Path, extra: dict[str, Any]
-) -> None:
-    """metrics.json (test accuracy, loss, image count, and `extra`) and the confusion matrix, like evaluate."""
-    shutil.rmtree(out_dir, ignore_errors=True)
-    with Live(str(out_dir), dvcyaml=False, save_dvc_exp=False) as live:
-        live.summary.update(
-            {
-                "test/accuracy": round(result.accuracy, 4),
-                "test/loss": round(result.loss, 4),
-                "test/images": result.count,
-            }
-        )
-        live.summary.update(extra)
-        names = np.array(classes)
-        live.log_sklearn_plot(
-            "confusion_matrix", names[labels].tolist(), names[result.predicted].tolist(), name="confusion_matrix.json"
-        )
 
 
 def evaluate_model(model: keras.Model, test, labels: np.ndarray, classes: list[str]) -> Evaluation:
@@ -229,11 +199,11 @@ def load_model(model_dir: Path, stage_hint: str) -> tuple[keras.Model, dict[str,
     """A saved method model and its sidecar, loaded in safe mode (no custom objects, no lambdas)."""
     path, info_path = model_dir / MODEL_FILE, model_dir / INFO_FILE
     if not path.is_file() or not info_path.is_file():
-        raise FileNotFoundError(f"No trained model in {model_dir} ({MODEL_FILE} + {INFO_FILE}). Run {stage_hint}.")
+        raise MissingInputError(f"No trained model in {model_dir} ({MODEL_FILE} + {INFO_FILE}). Run {stage_hint}.")
     try:
         info = json.loads(info_path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{info_path} is not valid JSON: {err}") from err
+        raise InputError(f"{info_path} is not valid JSON: {err}") from err
     return keras.saving.load_model(path, safe_mode=True), info
 
 
@@ -295,7 +265,8 @@ def run_image_method(
         method, str(run), result.accuracy, result.loss, seconds, model.count_params(), trainable_count(model)
     )
     extra = {"train_seconds": round(seconds, 1), "epochs": training.epochs, "parameters": report.parameters}
-    write_metrics(result, test.labels, test.classes, dirs.metrics, {**extra, "trainable_parameters": report.trainable})
+    extra["trainable_parameters"] = report.trainable
+    write_test_metrics(result, test.labels, test.classes, dirs.metrics, extra)
     sidecar = {"method": method, "classes": test.classes, "input_size": image_input.size, "seed": seed}
     sidecar.update(resize=image_input.resize, preprocess=image_input.preprocess, **(info or {}))
     save_model(model, dirs.model, sidecar)

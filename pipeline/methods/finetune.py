@@ -7,6 +7,7 @@ import keras
 
 from pipeline.backbones import get_backbone
 from pipeline.config import Config
+from pipeline.errors import InputError
 from pipeline.methods.common import (
     ImageInput,
     MethodReport,
@@ -23,7 +24,7 @@ def conv_base_of(model: keras.Model) -> keras.Model:
     """The nested conv base of an end_to_end model."""
     bases = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     if len(bases) != 1:
-        raise ValueError(f"Model '{model.name}' should hold exactly one nested conv base; it holds {len(bases)}.")
+        raise InputError(f"Model '{model.name}' should hold exactly one nested conv base; it holds {len(bases)}.")
     return bases[0]
 
 
@@ -32,7 +33,7 @@ def unfreeze_from(model: keras.Model, layer_name: str) -> keras.Model:
     base = conv_base_of(model)
     names = [layer.name for layer in base.layers]
     if layer_name not in names:
-        raise ValueError(
+        raise InputError(
             f"Conv base '{base.name}' has no layer {layer_name!r} to fine-tune from. Received: from_layer="
             f"{layer_name!r}; its last layers: {names[-6:]}"
         )
@@ -48,10 +49,10 @@ def run(config: Config, backbone: str) -> MethodReport:
     source = method_dirs(config.paths, "end_to_end", backbone).model
     model, info = load_model(source, f"`dvc repro end_to_end@{backbone}` (list it in methods.run.end_to_end)")
     if info.get("backbone") != backbone:
-        raise ValueError(f"{source} holds a model of backbone {info.get('backbone')!r}, not {backbone!r}.")
+        raise InputError(f"{source} holds a model of backbone {info.get('backbone')!r}, not {backbone!r}.")
     splits = read_splits(config.paths.split)
     if splits["train"].classes != info["classes"]:
-        raise ValueError(
+        raise InputError(
             f"{source} was trained on classes {info['classes']}, the split now has {splits['train'].classes}. "
             f"Re-run end_to_end@{backbone}."
         )

@@ -14,19 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import IdxError, InputError, MissingInputError
+
 DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 GZIP_MAGIC = b"\x1f\x8b"
-
-
-class IdxError(ValueError):
-    """A file is not a well-formed IDX file."""
 
 
 def read_idx(path: Path) -> np.ndarray:
     """The array an IDX file (or its .gz) holds, in its native dtype and shape."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"IDX file not found: {path}")
+        raise MissingInputError(f"IDX file not found: {path}")
     raw = path.read_bytes()
     if raw[:2] == GZIP_MAGIC:
         try:
@@ -61,7 +59,7 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
     array = np.asarray(array)
     code = codes.get(array.dtype.newbyteorder("="))
     if code is None:
-        raise ValueError(f"IDX has no type for dtype {array.dtype}. Known: {sorted(map(str, codes))}")
+        raise InputError(f"IDX has no type for dtype {array.dtype}. Known: {sorted(map(str, codes))}")
     payload = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     payload += array.astype(DTYPES[code]).tobytes()
     Path(path).write_bytes(gzip.compress(payload) if str(path).endswith(".gz") else payload)

@@ -13,9 +13,10 @@ import tensorflow as tf
 
 from pipeline.backbones import sha256_of
 from pipeline.config import Config
-from pipeline.evaluate import score
-from pipeline.methods.common import MethodReport, check_positive, fit, method_dirs, save_model, write_metrics
-from pipeline.methods.idx import IdxError, read_idx
+from pipeline.errors import ConfigError, IdxError, MissingInputError
+from pipeline.methods.common import MethodReport, check_positive, fit, method_dirs, save_model
+from pipeline.methods.idx import read_idx
+from pipeline.metrics import score, write_test_metrics
 
 CLASSES = [str(digit) for digit in range(10)]
 SIDE = 28
@@ -78,24 +79,24 @@ def load_digits(source: str, holdout: int) -> Digits:
         try:
             (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
         except Exception as err:  # noqa: BLE001 - any failure to download means the same thing here
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"keras.datasets.mnist could not be loaded ({type(err).__name__}: {err}). Offline, set "
                 "methods.mnist.source to a folder of MNIST IDX files (t10k-images-idx3-ubyte.gz, ...)."
             ) from err
         return Digits(x_train, y_train, x_test, y_test, {"source": "keras.datasets.mnist"})
     folder = Path(source)
     if not folder.is_dir():
-        raise FileNotFoundError(f"methods.mnist.source: no folder {folder} (and not 'keras').")
+        raise MissingInputError(f"methods.mnist.source: no folder {folder} (and not 'keras').")
     found = {key: [find_file(folder, stem) for stem in stems] for key, stems in STEMS.items()}
     if None in found["t10k"]:
-        raise FileNotFoundError(f"{folder} lacks the MNIST test files {STEMS['t10k']} (.gz or not).")
+        raise MissingInputError(f"{folder} lacks the MNIST test files {STEMS['t10k']} (.gz or not).")
     x_test, y_test = read_pair(*found["t10k"])
     files = [path for paths in found.values() for path in paths if path is not None]
     described = {str(path): sha256_of(path) for path in files}
     if None not in found["train"]:
         return Digits(*read_pair(*found["train"]), x_test, y_test, described)
     if not 0 < holdout < len(x_test):
-        raise ValueError(f"methods.mnist.holdout must be in 1..{len(x_test) - 1}. Received: holdout={holdout}")
+        raise ConfigError(f"methods.mnist.holdout must be in 1..{len(x_test) - 1}. Received: holdout={holdout}")
     cut = len(x_test) - holdout
     return Digits(x_test[:cut], y_test[:cut], x_test[cut:], y_test[cut:], described | {"holdout": str(holdout)})
 
@@ -121,7 +122,7 @@ def run(config: Config, seed: int) -> MethodReport:
     seconds = fit(model, train, None, params.epochs, 0, dirs.curves)
     result = score(model.predict(as_inputs(digits.x_test), verbose=0), digits.y_test.astype(np.int64), 10)
     extra = {"train_seconds": round(seconds, 1), "epochs": params.epochs, "train_images": len(x_train)}
-    write_metrics(result, digits.y_test.astype(np.int64), CLASSES, dirs.metrics, extra)
+    write_test_metrics(result, digits.y_test.astype(np.int64), CLASSES, dirs.metrics, extra)
     save_model(model, dirs.model, {"method": "mnist", "classes": CLASSES, "seed": seed, "data": digits.source})
     return MethodReport(
         "mnist", str(seed), result.accuracy, result.loss, seconds, model.count_params(), model.count_params()

@@ -1,70 +1,11 @@
 """Method scratch: the seed's small convnet trained from scratch on the split images (about 71% test accuracy
-on the seed's 2,000 training images); `augment` reuses it with dropout and augmented images."""
+on the seed's 2,000 training images); `augment` trains the same convnet with dropout and augmented images."""
 
 from __future__ import annotations
 
-import keras
-
-from pipeline.config import Config, ScratchConfig
-from pipeline.methods.common import (
-    IN_MODEL,
-    ImageInput,
-    MethodReport,
-    augmenter,
-    classifier,
-    compile_model,
-    read_splits,
-    run_image_method,
-)
-
-FILTERS = (32, 64, 128, 128)
-MIN_INPUT = 46  # four conv + pool steps leave a 1x1 map
-
-
-def build_scratch_model(input_size: int = 150, n_classes: int = 2, dropout: float = 0.0) -> keras.Model:
-    """Rescaling(1/255) -> [Conv2D(32..128, 3x3, relu) -> MaxPool] x4 -> Flatten -> [Dropout] -> Dense(512, relu)
-    -> classifier. Its input is pixels in [0, 255]. At 150 px and two classes: 3,453,121 parameters, as the seed's.
-    """
-    if input_size < MIN_INPUT:
-        raise ValueError(
-            f"The scratch convnet needs inputs of {MIN_INPUT} px or more. Received: input_size={input_size}"
-        )
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
-    layers: list[keras.Layer] = [
-        keras.Input((input_size, input_size, 3), name="image"),
-        keras.layers.Rescaling(1 / 255, name="rescale"),  # the seed's rescale=1./255, inside: input is pixels
-    ]
-    for index, filters in enumerate(FILTERS, start=1):
-        layers.append(keras.layers.Conv2D(filters, 3, activation="relu", name=f"conv{index}"))
-        layers.append(keras.layers.MaxPooling2D(2, name=f"pool{index}"))
-    layers.append(keras.layers.Flatten(name="flatten"))
-    if dropout:
-        layers.append(keras.layers.Dropout(dropout, name="dropout"))
-    layers.append(keras.layers.Dense(512, activation="relu", name="dense"))
-    layers.append(classifier(n_classes))
-    return keras.Sequential(layers, name="scratch_convnet")
-
-
-def train_convnet(config: Config, method: str, params: ScratchConfig, seed: int, augment: bool) -> MethodReport:
-    """Train the scratch convnet (RMSprop, the seed's loss) with or without the seed's augmentation."""
-    keras.utils.set_random_seed(seed)
-    splits = read_splits(config.paths.split)
-    n_classes = len(splits["train"].classes)
-    model = build_scratch_model(params.input_size, n_classes, params.dropout)
-    compile_model(model, params.learning_rate, n_classes)
-    return run_image_method(
-        model,
-        method,
-        seed,
-        config.paths,
-        splits,
-        ImageInput(params.input_size, config.methods.resize, IN_MODEL),
-        params,
-        seed,
-        augment=augmenter(config.methods.augmentation, seed) if augment else None,
-        info={"dropout": params.dropout, "augmented": augment},
-    )
+from pipeline.config import Config
+from pipeline.methods.common import MethodReport
+from pipeline.methods.convnet import train_convnet
 
 
 def run(config: Config, seed: int) -> MethodReport:

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
+from pipeline.errors import InputError
 from pipeline.visualize.figures import TILE_INCHES, grid_shape, mosaic, standardize_channels, tile_figure
 
 FEATURE_MAP_LAYERS = (
@@ -45,10 +46,10 @@ class ActivationGrid:
 def feature_map_layers(model: keras.Model, count: int) -> list[keras.Layer]:
     """The first `count` conv/pool layers of the model, in order (the layers a conv base is made of)."""
     if count < 1:
-        raise ValueError(f"The number of layers must be at least 1. Received: count={count}")
+        raise InputError(f"The number of layers must be at least 1. Received: count={count}")
     found = [layer for layer in model.layers if isinstance(layer, FEATURE_MAP_LAYERS)]
     if not found:
-        raise ValueError(f"Model '{model.name}' has no top-level conv or pooling layer to show.")
+        raise InputError(f"Model '{model.name}' has no top-level conv or pooling layer to show.")
     return found[:count]
 
 

@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from pipeline.errors import InputError
+
 DPI = 100
 TILE_INCHES = 0.75  # one activation tile: 75 px at DPI 100
 TITLE_POINTS = 12
@@ -19,7 +21,7 @@ PAD = 0.05  # inches around the image
 def grid_shape(count: int, per_row: int) -> tuple[int, int]:
     """(rows, columns) of a grid holding `count` tiles, `per_row` to a row."""
     if count < 1 or per_row < 1:
-        raise ValueError(f"A grid needs at least one tile and one column. Received: count={count}, per_row={per_row}")
+        raise InputError(f"A grid needs at least one tile and one column. Received: count={count}, per_row={per_row}")
     return math.ceil(count / per_row), min(count, per_row)
 
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from pipeline.backbones import get_backbone
+from pipeline.errors import InputError
 from pipeline.visualize.figures import deprocess, mosaic, tile_figure
 
 PER_ROW = 8
@@ -38,7 +39,7 @@ def layer_model(base: keras.Model, layer: str) -> keras.Model:
     names = [item.name for item in base.layers]
     if layer not in names:
         convs = [item.name for item in base.layers if isinstance(item, keras.layers.Conv2D)]
-        raise ValueError(f"Model '{base.name}' has no layer {layer!r}. Its Conv2D layers: {', '.join(convs)}")
+        raise InputError(f"Model '{base.name}' has no layer {layer!r}. Its Conv2D layers: {', '.join(convs)}")
     return keras.Model(base.inputs, base.get_layer(layer).output)
 
 
@@ -56,7 +57,7 @@ def gradient_ascent(
     channels = int(model.outputs[0].shape[-1])
     bad = [f for f in filters if not 0 <= f < channels]
     if bad:
-        raise ValueError(f"Layer has {channels} filters; no filter {bad}. Received: filters={filters}")
+        raise InputError(f"Layer has {channels} filters; no filter {bad}. Received: filters={filters}")
     mask = tf.one_hot(filters, channels, dtype=tf.float32)[:, None, None, :]  # (n, 1, 1, c): image i -> filter i
 
     def mean_activation(images: tf.Tensor) -> tf.Tensor:

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+from pipeline.errors import InputError
 from pipeline.visualize.activations import probe_model
 from pipeline.visualize.figures import DPI
 
@@ -42,7 +43,7 @@ def last_conv_layer(model: keras.Model) -> str:
     for layer in reversed(model.layers):
         if isinstance(layer, CONV_LAYERS):
             return layer.name
-    raise ValueError(f"Model '{model.name}' has no top-level Conv2D layer; Grad-CAM needs one.")
+    raise InputError(f"Model '{model.name}' has no top-level Conv2D layer; Grad-CAM needs one.")
 
 
 def output_layer(model: keras.Model) -> keras.Layer:
@@ -89,7 +90,7 @@ def grad_cam(model: keras.Model, image: np.ndarray, layer: str, class_index: int
         scores, probabilities = class_scores(outputs, activation)
         target = int(tf.argmax(probabilities[0])) if class_index is None else class_index
         if not 0 <= target < scores.shape[-1]:
-            raise ValueError(f"class_index must be in [0, {scores.shape[-1]}). Received: class_index={class_index}")
+            raise InputError(f"class_index must be in [0, {scores.shape[-1]}). Received: class_index={class_index}")
         score = scores[0, target]
     gradients = tape.gradient(score, feature_map)[0]
     weights = tf.reduce_mean(gradients, axis=(0, 1))

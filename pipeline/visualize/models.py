@@ -16,9 +16,10 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.config import Config
-from pipeline.featurize import RESIZE_METHODS, decode_and_resize
-from pipeline.predict import conv_base_of_store
-from pipeline.train import load_head
+from pipeline.conv_base import conv_base_of_store
+from pipeline.errors import InputError, MissingInputError
+from pipeline.heads import load_head
+from pipeline.image_input import check_resize, decode_and_resize, decode_image
 from pipeline.visualize.gradcam import last_conv_layer
 
 
@@ -35,8 +36,8 @@ class ImageClassifier:
     def load_image(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """(the image as decoded, uint8 (H, W, 3); the model's input for it, (1, size, size, 3))."""
         if not Path(path).is_file():
-            raise FileNotFoundError(f"Image file not found: {path}")
-        original = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False).numpy()
+            raise MissingInputError(f"Image file not found: {path}")
+        original = decode_image(str(path)).numpy()
         resized = decode_and_resize(tf.constant(str(path)), self.input_size, self.resize)
         return original, self.preprocess(resized[None]).numpy()
 
@@ -48,7 +49,7 @@ def load_classifier(reference: str, config: Config, classes: list[str] | None = 
         return keras_file_classifier(Path(reference), config.featurize.resize, classes)
     backbone, _, head = reference.partition("/")
     if not backbone or not head or "/" in head:
-        raise ValueError(
+        raise InputError(
             f"--model must be a .keras file or '<backbone>/<head>' (e.g. efficientnet_lite0/dense). "
             f"Received: model={reference!r}"
         )
@@ -58,17 +59,16 @@ def load_classifier(reference: str, config: Config, classes: list[str] | None = 
 def keras_file_classifier(path: Path, resize: str, classes: list[str] | None = None) -> ImageClassifier:
     """A saved Keras convnet whose input is the raw image (any scaling, e.g. Rescaling(1/255), inside it)."""
     if not path.is_file():
-        raise FileNotFoundError(f"Model file not found: {path}")
-    if resize not in RESIZE_METHODS:
-        raise ValueError(f"resize must be one of {RESIZE_METHODS}. Received: resize={resize!r}")
+        raise MissingInputError(f"Model file not found: {path}")
+    check_resize(resize)
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     shape = tuple(model.inputs[0].shape[1:])
     if len(shape) != 3 or shape[2] != 3 or shape[0] is None or shape[0] != shape[1]:
-        raise ValueError(f"{path} must take square RGB images of a fixed size; its input shape is {shape}.")
+        raise InputError(f"{path} must take square RGB images of a fixed size; its input shape is {shape}.")
     units = int(model.outputs[0].shape[-1])
     names = list(classes) if classes else [f"class {i}" for i in range(max(units, 2))]
     if len(names) != max(units, 2):
-        raise ValueError(f"{path} has {max(units, 2)} classes; {len(names)} class names were given: {names}")
+        raise InputError(f"{path} has {max(units, 2)} classes; {len(names)} class names were given: {names}")
     return ImageClassifier(
         path.stem, model, lambda x: tf.cast(x, tf.float32), int(shape[0]), resize, names, last_conv_layer(model)
     )
@@ -80,7 +80,7 @@ def head_classifier(backbone: str, head: str, config: Config) -> ImageClassifier
     trained = load_head(head, config.paths.head_dir(backbone, head))
     head_model = getattr(trained, "model", None)
     if not isinstance(head_model, keras.Model):
-        raise ValueError(f"Head '{head}' is not a Keras model; Grad-CAM and activations need one, e.g. 'dense'.")
+        raise InputError(f"Head '{head}' is not a Keras model; Grad-CAM and activations need one, e.g. 'dense'.")
     model = keras.Model(base.inputs, head_model(base.outputs[0]), name=f"{backbone}_{head}")
     return ImageClassifier(
         f"{backbone}/{head}",

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Config, VisualizeConfig
-from pipeline.split import read_manifest
+from pipeline.errors import InputError
+from pipeline.manifest import read_manifest
 from pipeline.visualize.activations import activation_figure, activations
 from pipeline.visualize.figures import save, slug
 from pipeline.visualize.filters import filter_patterns, filters_figure
@@ -29,7 +30,7 @@ def chosen_images(manifest: Path, config: VisualizeConfig) -> list[str]:
     if config.ids:
         missing = [i for i in config.ids if i not in known]
         if missing:
-            raise ValueError(f"visualize.ids not in {manifest}: {missing}. Ids look like 'test/cat/cat.1500.jpg'.")
+            raise InputError(f"visualize.ids not in {manifest}: {missing}. Ids look like 'test/cat/cat.1500.jpg'.")
         return list(config.ids)
     chosen: list[str] = []
     for cls in sorted({row.cls for row in rows}):
@@ -80,7 +81,7 @@ def class_index(classes: list[str], target: str | None) -> int | None:
         return classes.index(target)
     if target.isdigit() and int(target) < len(classes):
         return int(target)
-    raise ValueError(f"Unknown class. Received: class={target!r}. Known: {classes} (or their index)")
+    raise InputError(f"Unknown class. Received: class={target!r}. Known: {classes} (or their index)")
 
 
 def render_filters(backbone: str, weights: str, config: VisualizeConfig, out_dir: Path) -> Path:

@@ -1,0 +1,92 @@
+"""The params schema: defaults equal params.yaml, every bad value is refused before any work with the key named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import BACKBONES, HEADS, Config, load_config, markdown_table, validate
+from pipeline.errors import ConfigError
+from tests.conftest import ROOT, tool_env
+
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_value(dotted: str, value: object) -> dict:
+    """A copy of params.yaml with one key set."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    *parents, last = dotted.split(".")
+    section = params
+    for key in parents:
+        section = section.setdefault(key, {})
+    section[last] = value
+    return params
+
+
+def test_the_schema_defaults_are_params_yaml() -> None:
+    loaded = asdict(load_config(ROOT / "params.yaml"))
+    defaults = asdict(Config())
+    loaded.pop("raw"), defaults.pop("raw")
+    assert loaded == defaults
+
+
+def test_known_names_are_the_registries() -> None:
+    from pipeline.backbones import backbone_names
+    from pipeline.heads import HEADS as HEAD_MODULES
+
+    assert sorted(BACKBONES) == backbone_names()
+    assert sorted(HEADS) == sorted(HEAD_MODULES)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("split.train", -5, "split.train: received -5; allowed: a whole number of images >= 0 or a fraction"),
+        ("heads.dense.epochs", -3, "heads.dense.epochs: received -3; allowed: greater than or equal to 1"),
+        ("split.train", "lots", "split.train: received 'lots'; allowed: a whole number of images >= 0 or a"),
+        ("split.shuffle", 1, "split.shuffle: received 1; allowed: a valid boolean"),
+        ("featurize.resize", "lanczos", "featurize.resize: received 'lanczos'; allowed: 'bilinear', 'nearest'"),
+        ("featurize.precision", "int8", "featurize.precision: received 'int8'; allowed: 'auto', 'float32'"),
+        ("featurize.backbones", ["vgg17"], "featurize.backbones[0]: received 'vgg17'; allowed: 'vgg16' or"),
+        ("train.heads", ["svm"], "train.heads[0]: received 'svm'; allowed: 'dense' or 'logreg'"),
+        ("heads.logreg.C", 0, "heads.logreg.C: received 0; allowed: 'auto' or a number > 0"),
+        ("heads.dense.dropout", True, "heads.dense.dropout: received True; allowed: a number, not a boolean"),
+        ("methods.augmentation.fill_mode", "mirror", "fill_mode: received 'mirror'; allowed: 'nearest',"),
+        ("split.trian", 3, "split.trian: unknown key. Allowed here: ['train', 'validation'"),
+        ("backbones.resnet50", {"weights": "none"}, "backbones.resnet50: unknown key. Allowed: 'vgg16' or"),
+    ],
+)
+def test_bad_values_name_the_key_the_value_and_what_is_allowed(key: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate(with_value(key, value), "params.yaml")
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("split.train", -5, "split.train: received -5"),
+        ("heads.dense.epochs", -3, "heads.dense.epochs: received -3"),
+        ("split.train", "lots", "split.train: received 'lots'"),
+    ],
+)
+def test_the_cli_exits_2_before_any_work(tmp_path: Path, key: str, value: object, message: str) -> None:
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value(key, value)))
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "split"], cwd=tmp_path, env=tool_env(), capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: params.yaml: ") and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["images"]  # no split folder: no work done
+
+
+def test_the_readme_params_table_is_the_schema() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert markdown_table() in readme, "README params table is stale: paste `python -m pipeline params`'s table"
