@@ -28,7 +28,7 @@ from pipeline.backbones.registry import resolve_precision
 from pipeline.config import SplitConfig
 from pipeline.extract import extract
 from pipeline.manifest import read_manifest
-from pipeline.split import split
+from pipeline.split import index_images, split
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,7 @@ def prepare_images(source: Path, per_class: int, repeat: int, folder: Path) -> P
     """Extract `per_class` images of each class (repeated under new names) and split them all into train."""
     images = folder / "images"
     extract(source, images)
-    by_class: dict[str, list[Path]] = {}
-    for path in sorted(images.iterdir(), key=lambda p: (p.name.split(".")[0], int(p.name.split(".")[1]))):
-        by_class.setdefault(path.name.split(".")[0], []).append(path)
+    by_class, _ = index_images(images)  # any layout: cat.0.jpg, or cat/IMG_0001.jpg
     for cls, paths in by_class.items():
         keep, drop = paths[:per_class], paths[per_class:]
         for extra in drop:
@@ -103,7 +101,9 @@ def prepare_images(source: Path, per_class: int, repeat: int, folder: Path) -> P
         for copy in range(1, repeat):  # same pixels, new names and new content hashes
             for i, path in enumerate(keep):
                 data = path.read_bytes() + copy.to_bytes(4, "little")  # trailing bytes JPEG decoders ignore
-                (images / f"{cls}.{copy * len(paths) + i}{path.suffix}").write_bytes(data)
+                flat = path.parent == images
+                name = f"{cls}.{copy * len(paths) + i}{path.suffix}" if flat else f"copy{copy}_{path.name}"
+                (path.parent / name).write_bytes(data)
     split(images, folder / "split", SplitConfig(train=per_class * repeat, validation=0, test=0))
     return folder / "split" / "manifest.csv"
 

@@ -24,7 +24,7 @@ DEFAULT_PARAMS = Path("params.yaml")
 
 # Allowed values. The backbone and head names are the registries' (pipeline/backbones, pipeline/heads; a test
 # checks they agree), spelled out here so validating params never imports TensorFlow.
-BackboneName = Literal["vgg16", "efficientnet_lite0"]
+BackboneName = Literal["vgg16", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 HeadName = Literal["dense", "logreg"]
 ResizeMethod = Literal["bilinear", "nearest", "bicubic", "area"]
 StorageDtype = Literal["float32", "float16"]
@@ -191,7 +191,9 @@ class FeaturizeConfig:
 @dataclass(config=SCHEMA)
 class BackboneConfig:
     weights: str = Field("imagenet", description="imagenet, none (random, seeded) or a file path")
-    input_size: Int = Count(150, 32, "square input side in pixels (seed: 150)")
+    input_size: Int = Count(
+        150, 32, "square input side in pixels; per backbone: VGG16 150 (seed), EfficientNet-Lite0/1/2 224/240/260"
+    )
 
 
 @dataclass(config=SCHEMA)
@@ -326,7 +328,12 @@ class MethodsConfig:
 
 
 def default_filter_layers() -> dict[str, str]:
-    return {"vgg16": "block3_conv1", "efficientnet_lite0": "block5_expand_conv"}
+    return {
+        "vgg16": "block3_conv1",
+        "efficientnet_lite0": "block5_expand_conv",
+        "efficientnet_lite1": "block7_expand_conv",  # the first block of the 80-filter stage, as block5 in Lite0
+        "efficientnet_lite2": "block7_expand_conv",
+    }
 
 
 @dataclass(config=SCHEMA)
@@ -353,8 +360,13 @@ class VisualizeConfig:
         return self.filter_layers[backbone]
 
 
+# Each backbone's default input size: the registry's default_input_size (a test checks they agree), the native
+# size of the EfficientNet-Lites and the seed's 150 px for VGG16.
+DEFAULT_INPUT_SIZES = {"vgg16": 150, "efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+
+
 def default_backbones() -> dict[str, BackboneConfig]:
-    return {name: BackboneConfig() for name in BACKBONES}
+    return {name: BackboneConfig(input_size=DEFAULT_INPUT_SIZES[name]) for name in BACKBONES}
 
 
 @dataclass(config=SCHEMA)
@@ -372,7 +384,7 @@ class Config:
 
     def backbone(self, name: str) -> BackboneConfig:
         """The params of one backbone; defaults when params.yaml has no entry for it."""
-        return self.backbones.get(name, BackboneConfig())
+        return self.backbones.get(name) or default_backbones().get(name, BackboneConfig())
 
     def head(self, name: str) -> dict[str, Any]:
         """One head's params as a dict (every key, defaults filled in)."""

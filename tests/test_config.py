@@ -52,13 +52,21 @@ def test_known_names_are_the_registries() -> None:
         ("split.shuffle", 1, "split.shuffle: received 1; allowed: a valid boolean"),
         ("featurize.resize", "lanczos", "featurize.resize: received 'lanczos'; allowed: 'bilinear', 'nearest'"),
         ("featurize.precision", "int8", "featurize.precision: received 'int8'; allowed: 'auto', 'float32'"),
-        ("featurize.backbones", ["vgg17"], "featurize.backbones[0]: received 'vgg17'; allowed: 'vgg16' or"),
+        (
+            "featurize.backbones",
+            ["vgg17"],
+            "featurize.backbones[0]: received 'vgg17'; allowed: 'vgg16', 'efficientnet_lite0',",
+        ),
         ("train.heads", ["svm"], "train.heads[0]: received 'svm'; allowed: 'dense' or 'logreg'"),
         ("heads.logreg.C", 0, "heads.logreg.C: received 0; allowed: 'auto' or a number > 0"),
         ("heads.dense.dropout", True, "heads.dense.dropout: received True; allowed: a number, not a boolean"),
         ("methods.augmentation.fill_mode", "mirror", "fill_mode: received 'mirror'; allowed: 'nearest',"),
         ("split.trian", 3, "split.trian: unknown key. Allowed here: ['train', 'validation'"),
-        ("backbones.resnet50", {"weights": "none"}, "backbones.resnet50: unknown key. Allowed: 'vgg16' or"),
+        (
+            "backbones.resnet50",
+            {"weights": "none"},
+            "backbones.resnet50: unknown key. Allowed: 'vgg16', 'efficientnet_lite0',",
+        ),
     ],
 )
 def test_bad_values_name_the_key_the_value_and_what_is_allowed(key: str, value: object, message: str) -> None:

