@@ -148,11 +148,16 @@ def read_chunk(
             if problem:
                 raise ChunkError(path, problem)
             sha256 = checksum or not dataset.fletcher32
-            if out is not None and not sha256 and out.shape == dataset.shape:
-                dataset.read_direct(out)
-                features = out
-            else:
-                features = dataset[...]
+            try:
+                if out is not None and not sha256 and out.shape == dataset.shape:
+                    dataset.read_direct(out)
+                    features = out
+                else:
+                    features = dataset[...]
+            except OSError as err:
+                if not dataset.fletcher32:
+                    raise
+                raise ChunkError(path, f"damaged: its fletcher32 checksum does not match (h5py: {err})") from err
             recorded = handle.attrs.get("checksum")
     except ChunkError:
         raise
