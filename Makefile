@@ -17,6 +17,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	PATH="$(BIN):$$PATH" python -m ruff check pipeline tests
+	PATH="$(BIN):$$PATH" python -m ruff format --check pipeline tests
 	PATH="$(BIN):$$PATH" python -m pytest -q $(ARGS)
 
 lint: $(VENV)/.installed

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from pipeline.audit.cli import audit_app
 from pipeline.config import load_config
 from pipeline.errors import DEBUG_ENV, run_with_clean_errors
 from pipeline.methods.cli import method_app
@@ -25,6 +26,7 @@ store_app = typer.Typer(help="Inspect, check and export feature stores.", no_arg
 app.add_typer(store_app, name="store")
 app.add_typer(method_app, name="method")
 app.add_typer(visualize_app, name="visualize")
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()
@@ -100,7 +102,7 @@ def split(params: ParamsOption = DEFAULT_PARAMS) -> None:
 @app.command()
 def weights(backbone: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Resolve BACKBONE's weights (downloading them if needed) and record their sha256 for DVC."""
-    from pipeline.featurize import record_weights
+    from pipeline.weights import record_weights
 
     config = load_config(params)
     resolved = record_weights(backbone, config.backbone(backbone), config.paths.weights_record(backbone))
@@ -139,6 +141,8 @@ def featurize(
 def echo_featurize_report(backbone: str, report) -> None:
     for damaged in report.damaged:
         typer.echo(f"{backbone}: damaged chunk {damaged.path.name} ({damaged.problem}): deleted, its rows recomputed")
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
     speed = f" ({report.images_per_second:.1f} img/s)" if report.computed else ""
     typer.echo(
         f"{backbone}: computed {report.computed} of {report.images} images in {report.seconds:.1f} s{speed}, "
@@ -153,6 +157,7 @@ def train(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) -> No
     from pipeline.train import train as run
 
     config = load_config(params)
+    drop_list = config.paths.drop_list(backbone) if config.audit.drop.types else None  # audit.drop: opt-in
     seconds = run(
         config.paths.store(backbone),
         head,
@@ -160,8 +165,11 @@ def train(backbone: str, head: str, params: ParamsOption = DEFAULT_PARAMS) -> No
         config.train.seed,
         config.paths.head_dir(backbone, head),
         config.paths.curves_dir(backbone, head),
+        drop_list,
     )
     typer.echo(f"trained {head} on {backbone} features in {seconds:.1f} s -> {config.paths.head_dir(backbone, head)}")
+    if drop_list is not None:
+        typer.echo(f"  without the training rows in {drop_list} (audit.drop.types {list(config.audit.drop.types)})")
 
 
 @app.command()
@@ -226,6 +234,32 @@ def predict(
     if failed:
         typer.echo(f"{len(failed)} of {len(predictions)} image(s) could not be classified (see error)", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def neighbors(
+    image: Annotated[Path, typer.Argument(help="An image file, in the store or not.")],
+    k: Annotated[int, typer.Option("-k", help="How many neighbors.")] = 8,
+    backbone: Annotated[str | None, typer.Option(help="Whose store; default the first of featurize.backbones.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The contact sheet PNG.")] = Path("neighbors.png"),
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """The K images of a store nearest to IMAGE (cosine distance of pooled features): a table and a contact sheet.
+
+    An image the store does not hold is featurized now with the store's recipe.
+    """
+    from pipeline.neighbors import neighbors as run
+    from pipeline.neighbors import table, write_sheet
+
+    config = load_config(params)
+    backbone = backbone or config.featurize.backbones[0]
+    store = config.paths.store(backbone)
+    result = run(image, store, config.paths.split, config.backbone(backbone), k, config.audit.pooling)
+    source = "its row in the store" if result.in_store else "featurized now with the store's recipe"
+    typer.echo(f"{image} ({source}): {len(result.neighbors)} nearest in {store}")
+    for line in table(result):
+        typer.echo(line)
+    typer.echo(f"contact sheet: {write_sheet(result, config.paths.split, out)}")
 
 
 @store_app.command("merge")
@@ -319,6 +353,26 @@ def params(params: ParamsOption = DEFAULT_PARAMS) -> None:
         load_config(params)
         typer.echo(f"{params}: valid\n")
     typer.echo(markdown_table())
+
+
+@app.command("bench-train")
+def bench_train(
+    source: Annotated[
+        Path | None, typer.Option(help="Images: a Kaggle zip, train.zip or folder; default paths.raw.")
+    ] = None,
+    per_class: Annotated[int, typer.Option(help="Training images per class, decoded into memory once.")] = 200,
+    size: Annotated[int, typer.Option(help="Input size in pixels.")] = 150,
+    steps: Annotated[int, typer.Option(help="Timed training steps per round.")] = 10,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds over the rows; the median counts.")] = 3,
+    quick: Annotated[bool, typer.Option(help="Only before and after (skip the bfloat16 and XLA rows).")] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Time training of the scratch and augment convnets, before and after; print img/s and GFLOP/s."""
+    from pipeline.train_bench import VARIANTS, bench_training
+
+    raw = source or load_config(params).paths.raw
+    for line in bench_training(raw, per_class, size, steps, rounds, VARIANTS[:2] if quick else VARIANTS):
+        typer.echo(line)
 
 
 def main() -> None:

@@ -33,6 +33,9 @@ Backend = Literal["local", "ray"]
 Pooling = Literal["auto", "flatten", "avg"]
 FillMode = Literal["nearest", "constant", "reflect", "wrap"]
 Layout = Literal["auto", "kaggle", "folders"]
+IssueType = Literal["label_issue", "outlier", "near_duplicate", "leakage", "exact_duplicate"]
+LabelFilter = Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"]
+AuditMap = Literal["pca", "tsne"]
 
 BACKBONES: tuple[str, ...] = get_args(BackboneName)
 HEADS: tuple[str, ...] = get_args(HeadName)
@@ -58,15 +61,22 @@ def refuse_bool(value: Any) -> Any:
 Float = Annotated[float, BeforeValidator(refuse_bool)]
 
 
-def count_or_fraction(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("allowed: a whole number of images >= 0 or a fraction between 0 and 1")
-    if (isinstance(value, int) and value < 0) or (isinstance(value, float) and not 0 <= value < 1):
-        raise ValueError("allowed: a whole number of images >= 0 or a fraction between 0 and 1")
-    return value
+def count_or_fraction(least: int) -> BeforeValidator:
+    """Images per class (a whole number >= least) or a fraction of each class's images (>= 0 and < 1)."""
+
+    def check(value: Any) -> Any:
+        allowed = f"allowed: a whole number of images >= {least} or a fraction between 0 and 1"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(allowed)
+        if (isinstance(value, int) and value < least) or (isinstance(value, float) and not 0 <= value < 1):
+            raise ValueError(allowed)
+        return value
+
+    return BeforeValidator(check)
 
 
-Size = Annotated[int | float, BeforeValidator(count_or_fraction)]
+Size = Annotated[int | float, count_or_fraction(0)]
+TrainSize = Annotated[int | float, count_or_fraction(1)]
 
 SCHEMA = ConfigDict(extra="forbid", frozen=True)
 
@@ -92,6 +102,7 @@ class Paths:
     metrics: Path = Field(Path("metrics"), description="evaluate's output: <backbone>/<head>/metrics.json")
     curves: Path = Field(Path("dvclive"), description="training curves: <backbone>/<head>/plots/metrics/")
     plots: Path = Field(Path("plots"), description="visualize's pictures")
+    audit: Path = Field(Path("audit"), description="the audit's output: <backbone>/issues.csv, counts.json, plots/")
 
     @property
     def manifest(self) -> Path:
@@ -116,6 +127,13 @@ class Paths:
     def metrics_dir(self, backbone: str, head: str) -> Path:
         return self.metrics / backbone / head
 
+    def audit_dir(self, backbone: str) -> Path:
+        return self.audit / backbone
+
+    def drop_list(self, backbone: str) -> Path:
+        """The audit's training rows to leave out of the heads (header only unless audit.drop asks)."""
+        return self.audit / backbone / "drop.csv"
+
 
 @dataclass(config=SCHEMA)
 class ExtractConfig:
@@ -128,7 +146,7 @@ class ExtractConfig:
 
 @dataclass(config=SCHEMA)
 class SplitConfig:
-    train: Size = Field(
+    train: TrainSize = Field(
         1000, description="training images per class, or a fraction of each class's valid images (seed: 1000)"
     )
     validation: Size = Field(500, description="validation images per class, or a fraction (seed: 500)")
@@ -183,6 +201,7 @@ class FeaturizeConfig:
     resize: ResizeMethod = Field("bilinear", description="resize method to the input size (seed: nearest)")
     storage_dtype: StorageDtype = Field("float32", description="dtype of stored features; heads read float32")
     precision: Precision = Field("auto", description="conv-base compute; auto: bfloat16 where fast (seed: float32)")
+    mirror: Bool = Field(False, description="true: each row averages the image's and its left-right mirror's features")
     chunk_rows: Int = Count(512, 1, "rows per chunk file: the unit of resume, update and DVC push")
     backend: Backend = Field("local", description="local: tf.data here | ray: Ray Data actors")
     ray: RayConfig = field(default_factory=RayConfig)
@@ -360,6 +379,33 @@ class VisualizeConfig:
         return self.filter_layers[backbone]
 
 
+@dataclass(config=SCHEMA)
+class AuditDropConfig:
+    """audit.drop: flagged training rows the heads leave out (opt-in; features are not recomputed)."""
+
+    types: tuple[IssueType, ...] = Field((), description="e.g. [label_issue, outlier, leakage]; [] drops nothing")
+    min_score: Float = Real(0.0, "only rows whose issue score (0..1, higher is surer) is at least this", ge=0, le=1)
+
+
+@dataclass(config=SCHEMA)
+class AuditConfig:
+    """The audit stage: label issues, outliers, near duplicates, leakage, exact duplicates from the features."""
+
+    pooling: Literal["avg", "flatten"] = Field("avg", description="how feature maps become the compared vectors")
+    folds: Int = Count(5, 2, "folds of the out-of-fold logistic regression behind the label issues")
+    C: Float = Real(0.1, "that regression's inverse regularization (features standardized)", gt=0)
+    label_filter: LabelFilter = Field("prune_by_noise_rate", description="cleanlab find_label_issues filter_by")
+    neighbors: Int = Count(10, 1, "k of the nearest-neighbor graph (outlier scores, near-duplicate pairs)")
+    near_duplicate: Float = Real(
+        0.25, "pair cutoff, a fraction of the median nearest-neighbor distance (cleanlab: 0.13)", ge=0, le=1
+    )
+    outlier: Float = Real(0.37037, "mean k-NN distance above Q3 + (1/outlier - 1) IQR (cleanlab Datalab's)", gt=0, le=1)
+    map: AuditMap = Field("pca", description="the 2-D map: pca (seconds) or tsne (about 30 s at 4,000 rows)")
+    sheet_images: Int = Count(48, 1, "thumbnails per contact sheet, most certain first")
+    seed: Seed = Count(42, 0, "seeds the folds and the map")
+    drop: AuditDropConfig = field(default_factory=AuditDropConfig)
+
+
 # Each backbone's default input size: the registry's default_input_size (a test checks they agree), the native
 # size of the EfficientNet-Lites and the seed's 150 px for VGG16.
 DEFAULT_INPUT_SIZES = {"vgg16": 150, "efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
@@ -380,6 +426,7 @@ class Config:
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     visualize: VisualizeConfig = field(default_factory=VisualizeConfig)
     methods: MethodsConfig = field(default_factory=MethodsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     raw: dict[str, Any] = field(default_factory=dict)  # params.yaml as read
 
     def backbone(self, name: str) -> BackboneConfig:

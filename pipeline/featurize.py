@@ -1,15 +1,14 @@
 """Stage featurize: run a pretrained conv base once per image, caching rows by content, then index them.
 
 Rows are keyed by the image's sha256 (from the manifest) within a fingerprint of how features are made
-(backbone, weights hash, input size, resize, preprocessing, dtype). Only images that no chunk holds are
-run through the conv base: a rerun after a crash resumes from the last whole chunk, and adding images
-computes just the new ones. `--shard i/n` computes one slice of the missing rows and leaves indexing to
-`store merge`, so any scheduler can run the shards.
+(backbone, weights hash, input size, resize, preprocessing as numbers, dtype, precision, recipe version).
+Only images that no chunk holds are run through the conv base: a rerun after a crash resumes from the last
+whole chunk, and adding images computes just the new ones. `--shard i/n` computes one slice of the missing
+rows and leaves indexing to `store merge`, so any scheduler can run the shards.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import re
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.backbones import BackboneSpec, ResolvedWeights, get_backbone
-from pipeline.backbones.registry import resolve_precision
+from pipeline.backbones.registry import native_bf16, resolve_precision
 from pipeline.chunks import ChunkPool, fingerprint
 from pipeline.compute import ComputeBackend, ComputeJob
 from pipeline.config import SPLITS, BackboneConfig, FeaturizeConfig
@@ -30,7 +29,9 @@ from pipeline.errors import ChunkError, ConfigError, InputError, MissingInputErr
 from pipeline.local_backend import LocalBackend
 from pipeline.manifest import ManifestRow, classes_of, read_manifest
 from pipeline.ray_backend import RayBackend
-from pipeline.store import SplitIndex, chunk_folder, write_index
+from pipeline.store import FeatureStore, SplitIndex, chunk_folder, write_index
+
+RECIPE_VERSION = 2  # bump when decoding, resizing or the conv-base graph change the numbers a row holds
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class FeaturizeReport:
     feature_shape: tuple[int, ...]
     indexed: bool
     damaged: tuple[ChunkError, ...] = ()  # chunks found damaged, deleted, their rows recomputed
+    notes: tuple[str, ...] = ()  # what the user should know (e.g. the precision an existing store imposed)
 
     @property
     def images_per_second(self) -> float:
@@ -81,17 +83,58 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def feature_recipe(spec: BackboneSpec, weights: ResolvedWeights, input_size: int, config: FeaturizeConfig) -> dict:
-    """Everything besides the image that determines a feature row; its hash keys the chunk pool."""
+def feature_recipe(
+    spec: BackboneSpec, weights: ResolvedWeights, input_size: int, config: FeaturizeConfig, precision: str
+) -> dict:
+    """Everything besides the image that determines a feature row, as data; its hash keys the chunk pool.
+
+    No prose and nothing about the machine: the preprocessing is its numbers (channel order, offset, scale),
+    `precision` is the one chosen (`choose_precision`), and RECIPE_VERSION changes only when the computation
+    itself does (decode, resize, model graph), so rewording docs or refactoring code recomputes nothing.
+    """
     return {
+        "recipe_version": RECIPE_VERSION,
         "backbone": spec.name,
         "weights_sha256": weights.fingerprint_id,
         "input_size": input_size,
         "resize": config.resize,
-        "preprocessing": spec.preprocessing,
+        "preprocessing": spec.preprocessing.as_dict(),
         "storage_dtype": config.storage_dtype,
-        "precision": resolve_precision(config.precision),
+        "precision": precision,
+        **({"mirror": True} if config.mirror else {}),  # absent when off: older stores keep their fingerprint
     }
+
+
+def recorded_precision(store_path: Path) -> str | None:
+    """The precision an existing store's features were computed in (None: no readable store there)."""
+    try:
+        return FeatureStore(store_path).attrs.get("precision") if store_path.is_file() else None
+    except (OSError, StoreError):
+        return None
+
+
+def choose_precision(setting: str, store_path: Path) -> tuple[str, list[str]]:
+    """The precision to compute new rows in, and notes for the user.
+
+    An explicit setting wins. `auto` meets an existing store by keeping the store's precision, so a machine
+    that would choose otherwise (a teammate's CPU without bf16) extends the team's store instead of silently
+    recomputing and deleting it; the note says so, and that bf16 is slow where it is emulated.
+    """
+    here = resolve_precision(setting)
+    recorded = recorded_precision(store_path) if setting == "auto" else None
+    if recorded is None or recorded == here:
+        return here, []
+    slow = (
+        " bfloat16 is emulated on this CPU (no AVX512_BF16/AMX), so new rows compute slowly."
+        if (recorded == "bfloat16" and not native_bf16())
+        else ""
+    )
+    note = (
+        f"featurize.precision auto: {store_path} holds {recorded} features, so new rows are computed in {recorded} "
+        f"too (this machine alone would choose {here}).{slow} Set featurize.precision: {here} to recompute every "
+        f"row in {here} instead."
+    )
+    return recorded, [note]
 
 
 def store_attrs(recipe: dict, weights: ResolvedWeights, spec: BackboneSpec, classes: list[str], shape) -> dict:
@@ -105,15 +148,6 @@ def store_attrs(recipe: dict, weights: ResolvedWeights, spec: BackboneSpec, clas
         "versions": library_versions(),
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
     }
-
-
-def record_weights(backbone: str, backbone_config: BackboneConfig, out_path: Path) -> ResolvedWeights:
-    """Resolve a backbone's weights and write what they are (identifier, sha256) for DVC to compare."""
-    weights = get_backbone(backbone).resolve_weights(backbone_config.weights)
-    record = {"backbone": backbone, "weights": weights.identifier, "sha256": weights.sha256}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(record, indent=2) + "\n")
-    return weights
 
 
 def featurize(
@@ -131,7 +165,8 @@ def featurize(
     """
     spec = get_backbone(backbone)
     weights = spec.resolve_weights(backbone_config.weights)
-    recipe = feature_recipe(spec, weights, backbone_config.input_size, config)
+    precision, notes = choose_precision(config.precision, out_path)
+    recipe = feature_recipe(spec, weights, backbone_config.input_size, config, precision)
     rows = read_manifest(manifest)
     check_images_exist(rows, manifest)
     pool = ChunkPool(chunk_folder(out_path), fingerprint(recipe), config.storage_dtype)
@@ -169,7 +204,9 @@ def featurize(
         )
         for path in pool.unreferenced({pool.refs[key].chunk for key in wanted}):
             path.unlink()
-    return FeaturizeReport(out_path, len(rows), len(missing), seconds, tuple(shape or ()), shard is None, damaged)
+    return FeaturizeReport(
+        out_path, len(rows), len(missing), seconds, tuple(shape or ()), shard is None, damaged, tuple(notes)
+    )
 
 
 def interrupted(

@@ -23,7 +23,7 @@ class LocalBackend:
     def compute(self, job: ComputeJob) -> tuple[int, ...]:
         """Run the conv base over the job's images here, writing a chunk every `chunk_rows` rows."""
         spec, size, config = job.spec, job.backbone_config.input_size, job.config
-        model = spec.inference_base(size, job.weights, job.recipe["precision"])
+        model = spec.inference_base(size, job.weights, job.recipe["precision"], job.recipe.get("mirror", False))
         shape = tuple(int(d) for d in model.output.shape[1:])
         if job.pool.feature_shape not in (None, shape):
             raise StoreError(

@@ -76,7 +76,9 @@ class FeaturizeActor:
             "the driver's recipe",
             f"Every node ({platform.node()} here) must resolve the same weights file.",
         )
-        model = self.spec.inference_base(backbone_config.input_size, weights, recipe["precision"])
+        model = self.spec.inference_base(
+            backbone_config.input_size, weights, recipe["precision"], recipe.get("mirror", False)
+        )
         self.infer = tf.function(lambda x: model(x, training=False))
         self.size, self.config = backbone_config.input_size, config
         self.batch_size = config.ray.batch_size or config.batch_size

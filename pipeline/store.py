@@ -240,6 +240,13 @@ def rows_by_chunk(chunks: list[str]) -> dict[str, np.ndarray]:
         positions.setdefault(chunk, []).append(position)
     return {chunk: np.asarray(found, dtype=np.int64) for chunk, found in positions.items()}
 
+    def keys(self, name: str) -> list[str]:
+        """The content keys (sha256 of each image file) of one split, row for row."""
+        if name not in self.splits:
+            raise StoreError(f"{self.path} has no split {name!r}; it has {self.splits}.")
+        with h5py.File(self.path, "r") as handle:
+            return read_strings(handle[name]["keys"])
+
 
 def check_weights(recorded: dict[str, Any], weights: ResolvedWeights, made: str, fix: str) -> None:
     """The one "do these weights match the store?" check: `recorded` (a store's attrs or a recipe) names the

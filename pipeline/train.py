@@ -6,13 +6,30 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.drop_list import read_drop_list
 from pipeline.heads import TrainingData, get_head, save_head
 from pipeline.metrics import live_dir
-from pipeline.store import FeatureStore
+from pipeline.store import FeatureStore, SplitData, StoreError
 
 
-def training_data(store: FeatureStore) -> TrainingData:
+def without_rows(train: SplitData, drop_list: Path) -> SplitData:
+    """The train split less the rows the audit's drop list names (all of them must be training rows)."""
+    drop = read_drop_list(drop_list)
+    unknown = sorted(drop - set(train.ids))
+    if unknown:
+        raise StoreError(
+            f"{drop_list} names {len(unknown)} id(s) that are not training rows of this store, e.g. {unknown[0]}; "
+            "re-run the audit stage."
+        )
+    keep = [i for i, row_id in enumerate(train.ids) if row_id not in drop]
+    return SplitData(train.features[keep], train.labels[keep], [train.ids[i] for i in keep])
+
+
+def training_data(store: FeatureStore, drop_list: Path | None = None) -> TrainingData:
+    """Train and validation features; with a drop list, the training rows it names are left out."""
     train, validation = store.split("train"), store.split("validation")
+    if drop_list is not None:
+        train = without_rows(train, drop_list)
     return TrainingData(
         train.features,
         train.labels,
@@ -24,16 +41,23 @@ def training_data(store: FeatureStore) -> TrainingData:
 
 
 def train(
-    store_path: Path, head: str, params: dict[str, Any], seed: int, out_dir: Path, curves_dir: Path | None
+    store_path: Path,
+    head: str,
+    params: dict[str, Any],
+    seed: int,
+    out_dir: Path,
+    curves_dir: Path | None,
+    drop_list: Path | None = None,
 ) -> float:
-    """Fit and save the head under `out_dir`; returns the training time in seconds."""
+    """Fit and save the head under `out_dir` (without the rows `drop_list` names); returns the seconds."""
     builder = get_head(head)
-    data = training_data(FeatureStore(store_path))
+    data = training_data(FeatureStore(store_path), drop_list)
     start = time.perf_counter()
     if curves_dir is not None:
         with live_dir(curves_dir) as live:
             model = builder.fit(data, params, seed, live)
             live.summary["train_seconds"] = round(time.perf_counter() - start, 3)
+            live.summary["train_rows"] = len(data.y_train)
     else:
         model = builder.fit(data, params, seed, None)
     seconds = time.perf_counter() - start

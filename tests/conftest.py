@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -122,3 +123,19 @@ TINY_PARAMS = {
 def sample_zip_40(tmp_path_factory) -> Path:
     """A Kaggle-layout train.zip with the first 40 images of each class."""
     return write_zip(tmp_path_factory.mktemp("raw") / "train.zip", sample_images(40))
+
+
+def confusion_accuracy(metrics_dir: Path) -> tuple[float, int]:
+    """Accuracy and image count recomputed from a stage's confusion-matrix plot (one actual/predicted per image)."""
+    data = json.loads((metrics_dir / "plots" / "sklearn" / "confusion_matrix.json").read_text())
+    pairs = next(value for value in data.values() if isinstance(value, list)) if isinstance(data, dict) else data
+    return sum(p["actual"] == p["predicted"] for p in pairs) / len(pairs), len(pairs)
+
+
+def check_test_metrics(metrics_dir: Path, images: int) -> dict:
+    """metrics.json agrees with the confusion matrix written beside it: its accuracy, its image count."""
+    metrics = json.loads((metrics_dir / "metrics.json").read_text())
+    accuracy, count = confusion_accuracy(metrics_dir)
+    assert metrics["test/images"] == count == images
+    assert metrics["test/accuracy"] == round(accuracy, 4)
+    return metrics

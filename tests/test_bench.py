@@ -43,3 +43,23 @@ def test_bench_runs_both_paths_on_the_same_images(tmp_path) -> None:
     assert re.search(r"\(b\) featurize, float32: 24 images in [\d.]+ s", out)  # 6 per class x 2 classes x 2 copies
     assert re.search(r"GEMM 2048\^3: float32 \d+ GFLOP/s, bfloat16 \d+ GFLOP/s", out)
     assert re.search(r"peak resident memory: [\d.]+ GiB for 24 images", out)
+
+
+def test_scratch_convnet_flops_by_hand() -> None:
+    from pipeline.methods.convnet import build_scratch_model
+
+    convs = [(3, 32, 148), (32, 64, 72), (64, 128, 34), (128, 128, 15)]  # (in, out, output side) of 3x3 convs
+    expected = sum(2 * 9 * cin * cout * side * side for cin, cout, side in convs) + 2 * (7 * 7 * 128 * 512 + 512)
+    assert model_flops(build_scratch_model(150, 2)) == expected  # about 0.47 GFLOP forward
+
+
+@pytest.mark.slow
+def test_bench_train_prints_each_row(tmp_path) -> None:
+    args = ["--source", str(SAMPLE_ZIP), "--per-class", "4", "--size", "48", "--steps", "1", "--rounds", "2", "--quick"]
+    out = run([sys.executable, "-m", "pipeline", "bench-train", *args], tmp_path).stdout
+    assert re.search(r"GFLOP per training image; GEMM 2048\^3 float32: \d+ GFLOP/s", out)
+    for method, batch in (("scratch", 20), ("augment", 32)):
+        for label in ("before: from disk", "after: in memory, one warp"):
+            pattern = rf"{method} \(batch {batch}\), .*{re.escape(label)}.*: [\d.]+ img/s, \d+ GFLOP/s \(\d+% of the"
+            assert re.search(pattern, out), out
+    assert "XLA" not in out and "bfloat16" not in out  # --quick: only before and after

@@ -46,9 +46,9 @@ def test_known_names_are_the_registries() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("split.train", -5, "split.train: received -5; allowed: a whole number of images >= 0 or a fraction"),
+        ("split.train", -5, "split.train: received -5; allowed: a whole number of images >= 1 or a fraction"),
         ("heads.dense.epochs", -3, "heads.dense.epochs: received -3; allowed: greater than or equal to 1"),
-        ("split.train", "lots", "split.train: received 'lots'; allowed: a whole number of images >= 0 or a"),
+        ("split.train", "lots", "split.train: received 'lots'; allowed: a whole number of images >= 1 or a"),
         ("split.shuffle", 1, "split.shuffle: received 1; allowed: a valid boolean"),
         ("featurize.resize", "lanczos", "featurize.resize: received 'lanczos'; allowed: 'bilinear', 'nearest'"),
         ("featurize.precision", "int8", "featurize.precision: received 'int8'; allowed: 'auto', 'float32'"),

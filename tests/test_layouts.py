@@ -153,7 +153,11 @@ def test_too_few_images_lists_each_class_and_bad_sizes_name_the_key(tmp_path: Pa
     extract(write_folder(tmp_path / "raw", files), tmp_path / "images")
     with pytest.raises(SplitError, match=r"Too few valid images.*cat has 6, dog has 6, fox has 1 \(too few\)"):
         split(tmp_path / "images", tmp_path / "split", SplitConfig(train=0.5, validation=0.25, test=0.25))
-    for sizes, key in [((0.5, 0.3, 0.3), "more than 1"), ((0.5, 10, 0.2), "all counts"), ((0, 1, 1), "split.train")]:
+    for sizes, key in [
+        ((0.5, 0.3, 0.3), "more than 1"),
+        ((0.5, 10, 0.2), "all counts"),
+        ((0, 1, 1), "whole number of images >= 1"),
+    ]:
         with pytest.raises(ValueError, match=key):  # the params schema refuses them: no split is started
             SplitConfig(*sizes)
 

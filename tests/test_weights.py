@@ -1,5 +1,6 @@
 """Weights sources: the offline ImageNet error for VGG16 is clear and quick; paths are checked."""
 
+import os
 import subprocess
 import sys
 import time
@@ -7,12 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.backbones import WeightsUnavailableError, get_backbone
+from pipeline.backbones import WeightsUnavailableError, get_backbone, vgg16
 from pipeline.backbones.vgg16 import WEIGHTS_FILE
+
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: connection refused at once, with or without internet
 
 
 def test_vgg16_imagenet_offline_error_names_file_and_folder(tmp_path: Path, monkeypatch) -> None:
+    """Offline is simulated (an unreachable download URL) and the cache is empty (KERAS_HOME, read at call time),
+    so this passes on a machine with internet or with VGG16 in ~/.keras too."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(vgg16, "WEIGHTS_URL", f"{UNREACHABLE}/{WEIGHTS_FILE}")
     start = time.monotonic()
     with pytest.raises(WeightsUnavailableError) as err:
         get_backbone("vgg16").resolve_weights("imagenet")
@@ -23,15 +29,9 @@ def test_vgg16_imagenet_offline_error_names_file_and_folder(tmp_path: Path, monk
 
 def test_vgg16_offline_cli_exits_cleanly(tmp_path: Path) -> None:
     env = {"KERAS_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env |= {"https_proxy": UNREACHABLE, "HTTPS_PROXY": UNREACHABLE}  # offline, whatever this machine's network
+    env |= {key: value for key, value in os.environ.items() if key == "PYTHONPATH"}
     start = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "weights", "vgg16", "--params", str(tmp_path / "p.yaml")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
     (tmp_path / "p.yaml").write_text("backbones: {vgg16: {weights: imagenet}}\npaths: {features: f}\n")
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "weights", "vgg16", "--params", "p.yaml"],

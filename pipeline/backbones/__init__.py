@@ -6,6 +6,7 @@ from pipeline.backbones import (
 )
 from pipeline.backbones.registry import (
     BackboneSpec,
+    Preprocessing,
     ResolvedWeights,
     WeightsUnavailableError,
     backbone_names,
@@ -16,6 +17,7 @@ from pipeline.backbones.registry import (
 
 __all__ = [
     "BackboneSpec",
+    "Preprocessing",
     "ResolvedWeights",
     "WeightsUnavailableError",
     "backbone_names",

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from pipeline.backbones.registry import BackboneSpec, WeightsUnavailableError, register, sha256_of
+from pipeline.backbones.registry import BackboneSpec, Preprocessing, WeightsUnavailableError, register, sha256_of
 from pipeline.backbones.torch_state import load_torch_state_dict
 from pipeline.errors import InputError
 
@@ -380,7 +380,7 @@ def _register(variant: LiteVariant) -> BackboneSpec:
             name=variant.name,
             build=build,
             preprocess=preprocess_input,
-            preprocessing="(x - 127) / 128 on RGB",
+            preprocessing=Preprocessing("RGB", (127.0, 127.0, 127.0), 1 / 128),
             fetch_imagenet=fetch,
             default_input_size=variant.resolution,
             default_pooling="avg",

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from pipeline.backbones.folding import fold_batchnorm
+from pipeline.backbones.mirror import mirror_averaged
 from pipeline.errors import ConfigError, InputError, WeightsUnavailableError
 
 RANDOM_INIT_SEED = 0
@@ -35,6 +36,20 @@ class ResolvedWeights:
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """What a backbone's `preprocess` does to float RGB pixels in [0, 255], as data (it keys the feature recipe):
+    reorder the channels to `channel_order`, subtract `offset` (per channel, in that order), multiply by `scale`.
+    tests/test_featurize.py checks each backbone's function against this description."""
+
+    channel_order: str  # "RGB" or "BGR"
+    offset: tuple[float, float, float]
+    scale: float
+
+    def as_dict(self) -> dict:
+        return {"channel_order": self.channel_order, "offset": list(self.offset), "scale": self.scale}
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     """Everything the pipeline needs to know about one pretrained conv base.
 
@@ -46,7 +61,7 @@ class BackboneSpec:
     name: str
     build: Callable[[tuple[int, int, int], Path | None], keras.Model]
     preprocess: Callable[[tf.Tensor], tf.Tensor]
-    preprocessing: str
+    preprocessing: Preprocessing
     fetch_imagenet: Callable[[], Path]
     default_input_size: int
     default_pooling: str
@@ -87,26 +102,36 @@ class BackboneSpec:
         model.trainable = False
         return model
 
-    def inference_base(self, input_size: int, weights: ResolvedWeights, precision: str = "float32") -> keras.Model:
-        """The conv base for feature extraction: frozen, with BatchNormalization folded into the convolutions."""
-        return fold_batchnorm(self.conv_base(input_size, weights, precision))
+    def inference_base(
+        self, input_size: int, weights: ResolvedWeights, precision: str = "float32", mirror: bool = False
+    ) -> keras.Model:
+        """The conv base for feature extraction: frozen, with BatchNormalization folded into the convolutions;
+        with `mirror`, its output averaged over the image and its left-right mirror."""
+        base = fold_batchnorm(self.conv_base(input_size, weights, precision))
+        return mirror_averaged(base) if mirror else base
 
 
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")  # where the CPU's flags are read (Linux)
+
+
+def native_bf16() -> bool:
+    """A GPU, or a CPU with native bfloat16 arithmetic (AVX512_BF16 or AMX); elsewhere bf16 is emulated (slow)."""
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    try:
+        flags = CPUINFO.read_text().split()
+    except OSError:
+        flags = []
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 def resolve_precision(precision: str) -> str:
     """'auto' is bfloat16 on a GPU or a CPU with native bf16 (AVX512_BF16, AMX), else float32."""
     if precision != "auto":
         return precision
-    if tf.config.list_physical_devices("GPU"):
-        return "bfloat16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        flags = []
-    return "bfloat16" if any(flag in flags for flag in BF16_CPU_FLAGS) else "float32"
+    return "bfloat16" if native_bf16() else "float32"
 
 
 def compute_policy(precision: str) -> str:

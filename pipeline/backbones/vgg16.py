@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from pipeline.backbones.registry import BackboneSpec, WeightsUnavailableError, register
+from pipeline.backbones.registry import BackboneSpec, Preprocessing, WeightsUnavailableError, register
 
 WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/vgg16/{WEIGHTS_FILE}"
@@ -36,7 +36,13 @@ def fetch_imagenet_weights() -> Path:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        path = keras.utils.get_file(WEIGHTS_FILE, WEIGHTS_URL, cache_subdir="models", file_hash=WEIGHTS_MD5)
+        path = keras.utils.get_file(  # into the folder named above, read now (Keras reads KERAS_HOME at import)
+            WEIGHTS_FILE,
+            WEIGHTS_URL,
+            cache_dir=str(keras_cache_dir().parent),
+            cache_subdir="models",
+            file_hash=WEIGHTS_MD5,
+        )
     except Exception as err:  # noqa: BLE001 - any failure to download means the same thing to the user
         raise WeightsUnavailableError(
             f"VGG16 ImageNet weights are not cached and could not be downloaded ({type(err).__name__}: "
@@ -66,7 +72,7 @@ VGG16 = register(
         name="vgg16",
         build=build_vgg16,
         preprocess=preprocess_vgg16,
-        preprocessing="caffe: RGB->BGR, minus ImageNet channel means (keras.applications.vgg16)",
+        preprocessing=Preprocessing("BGR", (103.939, 116.779, 123.68), 1.0),  # keras.applications.vgg16 ("caffe")
         fetch_imagenet=fetch_imagenet_weights,
         default_input_size=150,
         default_pooling="flatten",

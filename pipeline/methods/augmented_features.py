@@ -19,12 +19,13 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.atomic import atomic_file
+from pipeline.augmentation import augmenter
 from pipeline.backbones import get_backbone
 from pipeline.chunks import STRING
 from pipeline.config import Config
 from pipeline.errors import StoreError
 from pipeline.methods.augmented_store import GROUP, augmented_path
-from pipeline.methods.common import augmenter, check_positive, image_dataset, read_split
+from pipeline.methods.common import check_positive, image_dataset, read_split
 from pipeline.store import FeatureStore, check_weights
 
 
@@ -41,7 +42,8 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
         raise StoreError(f"{plain.path} has classes {plain.classes}, the split {train.classes}. Re-run featurize.")
     size, resize = int(plain.attrs["input_size"]), str(plain.attrs["resize"])
     precision = plain.attrs.get("precision")  # compute like the plain store did, where it records how
-    base = spec.inference_base(size, weights, precision) if precision else spec.inference_base(size, weights)
+    mirror = bool(plain.attrs.get("mirror", False))  # rows comparable with the plain store's
+    base = spec.inference_base(size, weights, precision or "float32", mirror)
     infer = tf.function(lambda x: tf.cast(base(x, training=False), tf.float32))
     tf.keras.utils.set_random_seed(config.methods.seed)
     augment = augmenter(config.methods.augmentation, config.methods.seed)
@@ -54,8 +56,9 @@ def write_augmented_features(config: Config, backbone: str) -> Path:
         "weights_sha256": plain.attrs.get("weights_sha256", weights.sha256),
         "input_size": size,
         "resize": resize,
-        "preprocessing": spec.preprocessing,
+        "preprocessing": spec.preprocessing.as_dict(),
         "precision": precision or "float32",
+        **({"mirror": True} if mirror else {}),
         "default_pooling": spec.default_pooling,
         "classes": train.classes,
         "feature_shape": list(feature_shape),

@@ -31,7 +31,7 @@ class HeadComparison:
 
 def check_compatible(store: FeatureStore, rows: AugmentedRows, train_ids: list[str], path: Path) -> None:
     """The augmented rows must come from the same base, input and classes as the plain store's train split."""
-    for key in ("backbone", "weights_sha256", "input_size", "resize", "precision"):
+    for key in ("backbone", "weights_sha256", "input_size", "resize", "precision", "mirror"):
         if str(rows.attrs.get(key)) != str(store.attrs.get(key, "float32" if key == "precision" else None)):
             raise StoreError(
                 f"{path} has {key}={rows.attrs.get(key)!r}, {store.path} {store.attrs.get(key)!r}: "

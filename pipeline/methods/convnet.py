@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import keras
 
+from pipeline.augmentation import augmenter
 from pipeline.config import Config, ScratchConfig
 from pipeline.errors import ConfigError
 from pipeline.methods.common import (
     IN_MODEL,
     ImageInput,
     MethodReport,
-    augmenter,
     classifier,
     compile_model,
     read_splits,

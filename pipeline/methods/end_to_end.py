@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import keras
 
+from pipeline.augmentation import augmenter
 from pipeline.backbones import get_backbone
 from pipeline.config import Config
 from pipeline.methods.common import (
     ImageInput,
     MethodReport,
-    augmenter,
     check_positive,
     classifier,
     compile_model,
@@ -21,9 +21,10 @@ from pipeline.methods.common import (
 
 
 def build_end_to_end(base: keras.Model, n_classes: int = 2, units: int = 256) -> keras.Model:
-    """The seed's model: the conv base (run in inference mode, so its batch norm and dropout stay fixed even
-    when fine-tuned), Flatten, Dense(units, relu), classifier. VGG16 at 150 px: 16,812,353 parameters, of which
-    2,097,665 trainable while the base is frozen."""
+    """The seed's model: the conv base, Flatten, Dense(units, relu), classifier. VGG16 at 150 px: 16,812,353
+    parameters, of which 2,097,665 trainable while the base is frozen. Keras 3 hands fit's training=True to the
+    nested base despite `training=False` here: a base's Dropout layers (EfficientNet's) are active in training;
+    its batch norms run in inference mode because they stay frozen (finetune.unfreeze_from keeps them so)."""
     check_positive("methods.end_to_end", units=units)
     inputs = keras.Input(base.input_shape[1:], name="image")
     x = base(inputs, training=False)

@@ -76,7 +76,7 @@ def keras_file_classifier(path: Path, resize: str, classes: list[str] | None = N
 
 def head_classifier(backbone: str, head: str, config: Config) -> ImageClassifier:
     """The conv base that made `features/<backbone>.h5` with the trained head stacked on its feature map."""
-    store, spec, base = conv_base_of_store(config.paths.store(backbone), config.backbone(backbone))
+    store, spec, base = conv_base_of_store(config.paths.store(backbone), config.backbone(backbone), as_recorded=False)
     trained = load_head(head, config.paths.head_dir(backbone, head))
     head_model = getattr(trained, "model", None)
     if not isinstance(head_model, keras.Model):

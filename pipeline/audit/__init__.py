@@ -1,0 +1,1 @@
+"""Stage audit: label errors, near duplicates, train/test leakage, outliers, exact duplicates, from features."""

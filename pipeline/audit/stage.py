@@ -1,0 +1,124 @@
+"""Stage audit@<backbone>: read the cached features once, find issues, write the CSV, counts, sheets and map.
+
+Outputs under `audit/<backbone>/`: issues.csv (one row per flagged image and issue type), counts.json
+(DVC metrics), plots/<type>.png contact sheets and plots/map.png (DVC image plots), and drop.csv, the
+training rows `audit.drop` leaves out of the heads (header only by default).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.audit.figures import write_map, write_sheets
+from pipeline.audit.find import (
+    ISSUE_TYPES,
+    Findings,
+    exact_duplicates,
+    label_issues,
+    near_duplicates,
+    out_of_fold_probabilities,
+    outliers,
+    rows_to_drop,
+)
+from pipeline.config import AuditConfig
+from pipeline.drop_list import write_drop_list
+from pipeline.pooled import PooledRows, load_pooled
+from pipeline.similarity import knn_graph, unit_vectors
+
+ISSUE_COLUMNS = ("id", "split", "label", "type", "score", "suggested", "nearest", "distance")
+
+
+@dataclass
+class AuditReport:
+    rows: int
+    counts: dict[str, int]
+    dropped: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    out_dir: Path | None = None
+
+
+def find(data: PooledRows, config: AuditConfig, seconds: dict[str, float]) -> Findings:
+    """Every issue type on the audit's arrays; `seconds` receives each step's wall time."""
+    start = time.perf_counter()
+    probabilities = out_of_fold_probabilities(data.features, data.labels, config.folds, config.C, config.seed)
+    seconds["out_of_fold"] = time.perf_counter() - start
+    start = time.perf_counter()
+    issues = label_issues(data.labels, probabilities, config.label_filter)
+    seconds["cleanlab"] = time.perf_counter() - start
+    start = time.perf_counter()
+    graph = knn_graph(unit_vectors(data.features, "flatten"), config.neighbors)
+    seconds["neighbors"] = time.perf_counter() - start
+    start = time.perf_counter()
+    found_outliers, outlier_cutoff = outliers(graph, config.outlier)
+    found_pairs, pair_cutoff = near_duplicates(graph, data.splits, config.near_duplicate)
+    issues += found_outliers + found_pairs + exact_duplicates(data.keys)
+    seconds["flag"] = time.perf_counter() - start
+    thresholds = {"outlier_mean_distance": outlier_cutoff, "near_duplicate_distance": pair_cutoff}
+    return Findings(issues, probabilities, thresholds)
+
+
+def counts_of(findings: Findings, data: PooledRows, dropped: int) -> dict[str, int | float]:
+    counts: dict[str, int | float] = {kind: len(findings.of_type(kind)) for kind in ISSUE_TYPES}
+    counts["flagged_images"] = len({issue.row for issue in findings.issues})
+    counts["rows"] = len(data)
+    counts["dropped_train_rows"] = dropped
+    counts["out_of_fold_accuracy"] = round(float((findings.probabilities.argmax(1) == data.labels).mean()), 4)
+    return counts
+
+
+def write_issues(findings: Findings, data: PooledRows, path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(ISSUE_COLUMNS)
+        for kind in ISSUE_TYPES:
+            for issue in findings.of_type(kind):
+                writer.writerow(
+                    (
+                        data.ids[issue.row],
+                        data.splits[issue.row],
+                        data.classes[data.labels[issue.row]],
+                        kind,
+                        f"{issue.score:.6f}",
+                        "" if issue.suggested is None else data.classes[issue.suggested],
+                        ";".join(data.ids[j] for j in issue.nearest),
+                        "" if issue.distance is None else f"{issue.distance:.6f}",
+                    )
+                )
+
+
+def write_drops(findings: Findings, data: PooledRows, config: AuditConfig, path: Path) -> int:
+    """drop.csv: the training rows audit.drop selects, with the issue types that selected each."""
+    drop = rows_to_drop(findings.issues, data.splits, config.drop.types, config.drop.min_score)
+    reasons: dict[int, list[str]] = {row: [] for row in sorted(drop)}
+    for issue in findings.issues:
+        selects = issue.type in config.drop.types and issue.score >= config.drop.min_score
+        if issue.row in reasons and selects and issue.type not in reasons[issue.row]:
+            reasons[issue.row].append(issue.type)
+    write_drop_list(path, ((data.ids[row], types) for row, types in reasons.items()))
+    return len(drop)
+
+
+def audit(store_path: Path, images: Path, config: AuditConfig, out_dir: Path) -> AuditReport:
+    """Audit one backbone's store; images (the split folder) are read only for the contact sheets."""
+    seconds: dict[str, float] = {}
+    overall = start = time.perf_counter()
+    data = load_pooled(store_path, config.pooling)
+    seconds["load"] = time.perf_counter() - start
+    findings = find(data, config, seconds)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    (out_dir / "plots").mkdir(parents=True)
+    write_issues(findings, data, out_dir / "issues.csv")
+    dropped = write_drops(findings, data, config, out_dir / "drop.csv")
+    counts = counts_of(findings, data, dropped)
+    (out_dir / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
+    start = time.perf_counter()
+    write_sheets(findings, data, images, out_dir / "plots", config.sheet_images)
+    seconds["sheets"] = time.perf_counter() - start
+    seconds["map"] = write_map(findings, data, config.map, config.seed, out_dir / "plots" / "map.png")
+    seconds["total"] = time.perf_counter() - overall
+    return AuditReport(len(data), {k: int(v) for k, v in counts.items() if k in ISSUE_TYPES}, dropped, seconds, out_dir)

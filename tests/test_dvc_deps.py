@@ -1,0 +1,259 @@
+"""Every dvc.yaml stage lists, as deps, exactly the project code its command imports (transitively).
+
+The closure is computed from the code, not from a hand list: the stage's `cmd` (`python -m pipeline ...`) is
+followed through the CLI's real dispatch (the typer app's registered commands and sub-apps) to the command's
+function; its module's top-level imports and the function's own imports start the walk, and from there every
+import statement of every module counts (function-level ones too), plus modules named in strings (the heads'
+registry imports its builders by name) and the packages' __init__ files that importing a module runs.
+A listed folder covers the modules under it; a listed code path no module of the closure is in is an error too,
+so `pipeline/` cannot stand for everything.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import textwrap
+from functools import cache
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+
+from pipeline.cli import app
+from pipeline.config import BACKBONES, MethodsRun
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "pipeline"
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+TEMPLATE = re.compile(r"\$\{([^}]+)\}")
+MODULE_STRING = re.compile(r"^(pipeline(?:\.\w+)+)(?::\w+)?$")
+
+
+def module_path(dotted: str) -> Path | None:
+    path = ROOT.joinpath(*dotted.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def dotted_of(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_in(tree: ast.AST, package: str) -> set[str]:
+    """Project modules an AST imports (relative imports resolved against `package`), or names in strings."""
+    found: set[str] = set()
+    for node in ast.walk(without_type_checking(tree)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "pipeline"}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
+            if base.split(".")[0] != "pipeline":
+                continue
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names if module_path(f"{base}.{a.name}")}
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            match = MODULE_STRING.match(node.value)
+            if match and module_path(match[1]):
+                found.add(match[1])
+    return {name for name in found if module_path(name)}
+
+
+def without_type_checking(tree: ast.AST) -> ast.AST:
+    """The tree without `if TYPE_CHECKING:` blocks: imports for type hints only never run."""
+
+    class Strip(ast.NodeTransformer):
+        def visit_If(self, node: ast.If) -> ast.AST | None:
+            test = node.test
+            if (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+                isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+            ):
+                return None
+            return self.generic_visit(node)
+
+    return Strip().visit(ast.parse(ast.unparse(tree)))
+
+
+@cache
+def module_imports(dotted: str) -> frozenset[str]:
+    path = module_path(dotted)
+    package = dotted if path.name == "__init__.py" else dotted.rpartition(".")[0]
+    return frozenset(imports_in(ast.parse(path.read_text()), package))
+
+
+def with_parents(dotted: str) -> set[str]:
+    """Importing pipeline.a.b runs pipeline/__init__.py and pipeline/a/__init__.py first."""
+    parts = dotted.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+
+
+def command_modules(typer_app: typer.Typer) -> set[str]:
+    """Modules that define CLI commands: importing them runs their top level only, not every command's imports."""
+    found = {c.callback.__module__ for c in typer_app.registered_commands}
+    for group in typer_app.registered_groups:
+        found |= command_modules(group.typer_instance)
+    return found | {"pipeline.__main__"}
+
+
+CLI_MODULES = command_modules(app)
+
+
+def closure(start: set[str]) -> set[Path]:
+    seen: set[str] = set()
+    todo = [name for s in start for name in with_parents(s)]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        targets = top_level_imports(name) if name in CLI_MODULES else module_imports(name)
+        todo += [parent for target in targets for parent in with_parents(target)]
+    return {module_path(name) for name in seen}
+
+
+def top_level_imports(module: str) -> set[str]:
+    """The imports a module runs when imported: its top-level statements, not those inside functions."""
+    path = module_path(module)
+    tree = ast.parse(path.read_text())
+    top = ast.Module(body=[n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.ClassDef))], type_ignores=[])
+    return imports_in(top, module.rpartition(".")[0]) | {module}
+
+
+def dispatch(argv: list[str]) -> tuple[Any, list[str]]:
+    """The function `python -m pipeline <argv>` runs, found through the typer app's own registrations."""
+    current: typer.Typer = app
+    cli_modules = ["pipeline.__main__", "pipeline.cli"]
+    for position, word in enumerate(argv):
+        for group in current.registered_groups:
+            if group.name == word:
+                current = group.typer_instance
+                break
+        else:
+            for command in current.registered_commands:
+                name = command.name or command.callback.__name__.replace("_", "-")
+                if name == word:
+                    cli_modules.append(command.callback.__module__)
+                    return command.callback, cli_modules
+            raise AssertionError(f"`python -m pipeline {' '.join(argv[: position + 1])}` is no command")
+    raise AssertionError(f"`python -m pipeline {' '.join(argv)}` names a group, not a command")
+
+
+@cache
+def command_closure(cmd: str) -> frozenset[Path]:
+    argv = cmd.split()
+    assert argv[:3] == ["python", "-m", "pipeline"], cmd
+    function, cli_modules = dispatch(argv[3:])
+    start = set().union(*(top_level_imports(m) for m in cli_modules))
+    body = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    start |= imports_in(body, function.__module__.rpartition(".")[0])
+    return frozenset(closure(start))
+
+
+def resolve(text: str, item: Any) -> str:
+    """dvc.yaml's ${...} templating, with `item` for foreach/matrix and params.yaml for the rest."""
+
+    def value(match: re.Match) -> str:
+        key = match[1].strip()
+        if key == "item" or key.startswith("item."):
+            return str(item if key == "item" else item[key.removeprefix("item.")])
+        node: Any = PARAMS
+        for part in key.split("."):
+            node = node[part]
+        return str(node)
+
+    return TEMPLATE.sub(value, text)
+
+
+def items_of(expression: str) -> list[Any]:
+    """The values of a foreach list; where params leave it empty, every value it may take (a seed, a backbone)."""
+    key = TEMPLATE.fullmatch(expression.strip())[1]
+    node: Any = PARAMS
+    for part in key.split("."):
+        node = node[part]
+    if node:
+        return list(node)
+    field = key.removeprefix("methods.run.")
+    return list(BACKBONES) if BACKBONES[0] in str(MethodsRun.__pydantic_fields__[field].annotation) else [0]
+
+
+def stage_instances() -> list[tuple[str, str, list[str]]]:
+    """(stage@item, cmd, deps) for every stage and every item it may run for."""
+    found = []
+    for name, stage in DVC["stages"].items():
+        if "foreach" in stage:
+            body, items = stage["do"], items_of(stage["foreach"])
+        elif "matrix" in stage:
+            body = stage
+            keys = list(stage["matrix"])
+            items = [
+                dict(zip(keys, combo, strict=True)) for combo in product(*(items_of(stage["matrix"][k]) for k in keys))
+            ]
+        else:
+            body, items = stage, [None]
+        for item in items:
+            label = (
+                name
+                if item is None
+                else f"{name}@{'-'.join(map(str, item.values())) if isinstance(item, dict) else item}"
+            )
+            deps = [
+                resolve(str(dep if isinstance(dep, str) else next(iter(dep))), item) for dep in body.get("deps", [])
+            ]
+            found.append((label, resolve(body["cmd"], item), deps))
+    return found
+
+
+STAGES = stage_instances()
+
+
+def code_deps(deps: list[str]) -> list[str]:
+    return [dep.rstrip("/") for dep in deps if dep.rstrip("/") == "pipeline" or dep.startswith("pipeline/")]
+
+
+def problems(cmd: str, deps: list[str]) -> list[str]:
+    """What dvc.yaml gets wrong for one stage: imported modules no dep covers, code deps nothing imports."""
+    modules = command_closure(cmd)
+    listed = [ROOT / dep for dep in code_deps(deps)]
+    missing = [m for m in modules if not any(m == d or d in m.parents for d in listed)]
+    unused = [d for d in listed if not any(m == d or d in m.parents for m in modules)]
+    return [f"missing dep {m.relative_to(ROOT)}" for m in sorted(missing)] + [
+        f"dep {d.relative_to(ROOT)} is code the command does not import" for d in unused
+    ]
+
+
+@pytest.mark.parametrize(("label", "cmd", "deps"), STAGES, ids=[s[0] for s in STAGES])
+def test_stage_deps_are_its_import_closure(label: str, cmd: str, deps: list[str]) -> None:
+    assert problems(cmd, deps) == [], f"{label}: fix its deps in dvc.yaml"
+
+
+REMOVALS = [(label, cmd, deps, dep) for label, cmd, deps in STAGES for dep in code_deps(deps)]
+
+
+@pytest.mark.parametrize(("label", "cmd", "deps", "dep"), REMOVALS, ids=[f"{r[0]}-{r[3]}" for r in REMOVALS])
+def test_removing_any_code_dep_fails(label: str, cmd: str, deps: list[str], dep: str) -> None:
+    fewer = [d for d in deps if d.rstrip("/") != dep]
+    assert any(p.startswith("missing dep") for p in problems(cmd, fewer)), f"{label} without {dep} passes"
+
+
+def test_the_closure_follows_deferred_and_named_imports() -> None:
+    """evaluate imports the heads by name through the registry: their modules are in its closure."""
+    modules = {p.relative_to(ROOT).as_posix() for p in command_closure("python -m pipeline evaluate vgg16 logreg")}
+    assert {
+        "pipeline/heads/logreg.py",
+        "pipeline/heads/dense.py",
+        "pipeline/metrics.py",
+        "pipeline/store.py",
+    } <= modules
+    assert "pipeline/featurize.py" not in modules and "pipeline/train.py" not in modules
