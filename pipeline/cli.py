@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +46,30 @@ def options(
         os.environ[DEBUG_ENV] = "1"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so the same cleanup runs."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (a scheduler, `kill`, a CI timeout) raises Terminated."""
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupt_exit_code(err: BaseException) -> int:
+    """The shell's code for death by the signal: 143 for SIGTERM, 130 for SIGINT (Ctrl-C)."""
+    terminated = isinstance(err, Terminated) or isinstance(err.__cause__, Terminated)
+    return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+
+
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -53,7 +80,7 @@ def extract(params: ParamsOption = DEFAULT_PARAMS) -> None:
     from pipeline.extract import extract as run
 
     config = load_config(params)
-    report = run(config.paths.raw, config.paths.images, config.split.layout)
+    report = run(config.paths.raw, config.paths.images, config.split.layout, config.extract)
     typer.echo(
         f"extracted {report.count} images ({report.layout} layout) from {config.paths.raw} into {config.paths.images}"
     )
@@ -97,22 +124,29 @@ def featurize(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Run BACKBONE's conv base over the images it has no features for, and write its HDF5 feature store."""
-    from pipeline.featurize import Shard
+    from pipeline.featurize import FeaturizeInterrupted, Shard
     from pipeline.featurize import featurize as run
 
     config = load_config(params)
-    report = run(
-        backbone,
-        config.backbone(backbone),
-        config.featurize,
-        config.paths.manifest,
-        config.paths.store(backbone),
-        Shard.parse(shard) if shard else None,
-    )
+    try:
+        with sigterm_as_interrupt():
+            report = run(
+                backbone,
+                config.backbone(backbone),
+                config.featurize,
+                config.paths.manifest,
+                config.paths.store(backbone),
+                Shard.parse(shard) if shard else None,
+            )
+    except FeaturizeInterrupted as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(interrupt_exit_code(err)) from None
     echo_featurize_report(backbone, report)
 
 
 def echo_featurize_report(backbone: str, report) -> None:
+    for damaged in report.damaged:
+        typer.echo(f"{backbone}: damaged chunk {damaged.path.name} ({damaged.problem}): deleted, its rows recomputed")
     for note in report.notes:
         typer.echo(f"note: {note}", err=True)
     speed = f" ({report.images_per_second:.1f} img/s)" if report.computed else ""

@@ -137,6 +137,15 @@ class Paths:
 
 
 @dataclass(config=SCHEMA)
+class ExtractConfig:
+    """extract: limits that stop decompression bombs, checked from the zip's headers and again while streaming."""
+
+    max_entry_mb: Float = Real(100, "an image entry (or raw-folder file) unpacking to more is refused", gt=0)
+    max_total_mb: Float = Real(20_000, "all entries together (and a nested train.zip)", gt=0)
+    max_ratio: Float = Real(100, "uncompressed / compressed size allowed for entries over 1 MiB", gt=0)
+
+
+@dataclass(config=SCHEMA)
 class SplitConfig:
     train: TrainSize = Field(
         1000, description="training images per class, or a fraction of each class's valid images (seed: 1000)"
@@ -409,6 +418,7 @@ def default_backbones() -> dict[str, BackboneConfig]:
 @dataclass(config=SCHEMA)
 class Config:
     paths: Paths = field(default_factory=Paths)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
     backbones: dict[BackboneName, BackboneConfig] = field(default_factory=default_backbones)

@@ -51,7 +51,12 @@ class StoreError(PipelineError, ValueError):
 
 
 class ChunkError(StoreError):
-    """A chunk file is unreadable or does not hold what its checksum says."""
+    """A chunk file is unreadable, damaged, or does not hold the rows its name and the index say it does."""
+
+    def __init__(self, path: os.PathLike | str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
 
 
 class WeightsUnavailableError(PipelineError, RuntimeError):

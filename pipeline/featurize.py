@@ -25,7 +25,7 @@ from pipeline.backbones.registry import native_bf16, resolve_precision
 from pipeline.chunks import ChunkPool, fingerprint
 from pipeline.compute import ComputeBackend, ComputeJob
 from pipeline.config import SPLITS, BackboneConfig, FeaturizeConfig
-from pipeline.errors import ConfigError, InputError, MissingInputError, StoreError
+from pipeline.errors import ChunkError, ConfigError, InputError, MissingInputError, StoreError
 from pipeline.local_backend import LocalBackend
 from pipeline.manifest import ManifestRow, classes_of, read_manifest
 from pipeline.ray_backend import RayBackend
@@ -61,11 +61,16 @@ class FeaturizeReport:
     seconds: float
     feature_shape: tuple[int, ...]
     indexed: bool
+    damaged: tuple[ChunkError, ...] = ()  # chunks found damaged, deleted, their rows recomputed
     notes: tuple[str, ...] = ()  # what the user should know (e.g. the precision an existing store imposed)
 
     @property
     def images_per_second(self) -> float:
         return self.computed / self.seconds if self.seconds and self.computed else float("nan")
+
+
+class FeaturizeInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during featurize; the message says what was kept and that a rerun resumes."""
 
 
 def library_versions() -> dict[str, str]:
@@ -164,8 +169,9 @@ def featurize(
     recipe = feature_recipe(spec, weights, backbone_config.input_size, config, precision)
     rows = read_manifest(manifest)
     check_images_exist(rows, manifest)
-    pool = ChunkPool(chunk_folder(out_path), fingerprint(recipe))
+    pool = ChunkPool(chunk_folder(out_path), fingerprint(recipe), config.storage_dtype)
     pool.remove_partials()
+    damaged = tuple(pool.discard_damaged())
     wanted = list(dict.fromkeys(row.sha256 for row in rows))
     missing = pool.missing(shard.select(wanted) if shard else wanted)
     if missing and not compute_missing:
@@ -178,7 +184,11 @@ def featurize(
     if missing:
         paths = {row.sha256: str(manifest.parent / row.path) for row in reversed(rows)}
         job = ComputeJob(spec, weights, recipe, backbone_config, config, [paths[k] for k in missing], missing, pool)
-        shape = compute_backend(config.backend).compute(job)
+        kept_before = set(pool.rows_per_chunk)
+        try:
+            shape = compute_backend(config.backend).compute(job)
+        except KeyboardInterrupt as err:
+            raise interrupted(backbone, pool, kept_before, wanted, shard) from err
     seconds = time.perf_counter() - start
     if shard is None:
         if shape is None:
@@ -194,7 +204,24 @@ def featurize(
         )
         for path in pool.unreferenced({pool.refs[key].chunk for key in wanted}):
             path.unlink()
-    return FeaturizeReport(out_path, len(rows), len(missing), seconds, tuple(shape or ()), shard is None, tuple(notes))
+    return FeaturizeReport(
+        out_path, len(rows), len(missing), seconds, tuple(shape or ()), shard is None, damaged, tuple(notes)
+    )
+
+
+def interrupted(
+    backbone: str, pool: ChunkPool, kept_before: set[str], wanted: list[str], shard: Shard | None
+) -> FeaturizeInterrupted:
+    """What an interrupted run kept (whole chunks only) and how to resume."""
+    new = [name for name in pool.rows_per_chunk if name not in kept_before]
+    rows = sum(pool.rows_per_chunk[name] for name in new)
+    left = len(pool.missing(wanted))
+    again = f"python -m pipeline featurize {backbone}" + (f" --shard {shard.index}/{shard.count}" if shard else "")
+    return FeaturizeInterrupted(
+        f"featurize {backbone} interrupted: kept {len(new)} whole chunk(s) written in this run ({rows} rows) in "
+        f"{pool.folder}; {len(wanted) - left} of {len(wanted)} images have features, the index was not updated. "
+        f"Rerun `{again}` (or `dvc repro`) to resume: it computes only the {left} missing."
+    )
 
 
 BACKENDS: dict[str, ComputeBackend] = {backend.name: backend for backend in (LocalBackend(), RayBackend())}

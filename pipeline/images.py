@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -76,12 +77,29 @@ def check_file(path: Path, max_pixels: int) -> Checked:
         if path.is_symlink():
             raise Rejected("symlink", "a symbolic link; links are not followed")
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as handle:
+                data = read_if_image(handle, max_pixels)
         except OSError as err:
             raise Rejected("unreadable", str(err)) from err
         return check_image(data, path.suffix, max_pixels)
     except Rejected as rejected:
         return Checked("reject", (rejected.reason,), rejected.detail)
+
+
+def read_if_image(handle: BinaryIO, max_pixels: int) -> bytes:
+    """The file's bytes, read only once its header says it is an image within max_pixels.
+
+    A file that is not an image, or whose header declares too many pixels, is rejected after reading
+    only its header, however large it is.
+    """
+    head = handle.read(16)
+    if not head:
+        raise Rejected("empty", "the file has 0 bytes")
+    handle.seek(0)
+    image = _open(handle, head)
+    check_pixels(image.size, max_pixels)
+    handle.seek(0)
+    return handle.read()
 
 
 def check_image(data: bytes, suffix: str, max_pixels: int) -> Checked:
@@ -130,14 +148,17 @@ def _check(data: bytes, suffix: str, max_pixels: int) -> Checked:
     return Checked("convert", tuple(reasons), data=png, suffix=".png", sha256=hashlib.sha256(png).hexdigest())
 
 
-def _open(data: bytes) -> Image.Image:
+def _open(source: bytes | BinaryIO, head: bytes = b"") -> Image.Image:
+    """Pillow's lazy open: the header only, no pixels decoded."""
+    if isinstance(source, bytes):
+        source, head = io.BytesIO(source), source[:16]
     try:
-        return Image.open(io.BytesIO(data), formats=FORMATS)
+        return Image.open(source, formats=FORMATS)
     except Image.DecompressionBombError as err:
         raise Rejected("too large", str(err)) from err
     except UnidentifiedImageError as err:
         raise Rejected(
-            "not an image", f"no {'/'.join(FORMATS)} header that Pillow can read (it starts with {data[:12]!r})"
+            "not an image", f"no {'/'.join(FORMATS)} header that Pillow can read (it starts with {head[:12]!r})"
         ) from err
     except Exception as err:  # a plugin that recognised the format choked on the header
         raise Rejected(_damage(err), f"bad header: {type(err).__name__}: {err}") from err

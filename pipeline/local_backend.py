@@ -11,6 +11,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from pipeline.compute import ComputeJob
+from pipeline.errors import StoreError
 from pipeline.image_input import image_batches
 
 
@@ -23,11 +24,18 @@ class LocalBackend:
         """Run the conv base over the job's images here, writing a chunk every `chunk_rows` rows."""
         spec, size, config = job.spec, job.backbone_config.input_size, job.config
         model = spec.inference_base(size, job.weights, job.recipe["precision"], job.recipe.get("mirror", False))
+        shape = tuple(int(d) for d in model.output.shape[1:])
+        if job.pool.feature_shape not in (None, shape):
+            raise StoreError(
+                f"The chunks in {job.pool.folder} hold rows of shape {job.pool.feature_shape}, the conv base makes "
+                f"{shape}: delete that folder and rerun featurize."
+            )
+        job.pool.feature_shape = shape  # every chunk written is checked against it
         batches = image_batches(job.paths, size, config.resize, config.batch_size, spec.preprocess)
         with tqdm(total=len(job.keys), desc=f"featurize {spec.name}", unit="img", disable=None) as bar:
             for features, chunk_keys in group_rows(run_model(model, batches, bar), job.keys, config.chunk_rows):
                 job.pool.add(features, chunk_keys, config.storage_dtype)
-        return tuple(int(d) for d in model.output.shape[1:])
+        return shape
 
 
 def run_model(model: keras.Model, batches: tf.data.Dataset, bar: tqdm) -> Iterator[np.ndarray]:

@@ -19,8 +19,8 @@ import h5py
 import numpy as np
 
 from pipeline.atomic import atomic_file
-from pipeline.chunks import STRING, ChunkPool, RowRef, read_strings
-from pipeline.errors import StoreError
+from pipeline.chunks import STRING, ChunkPool, RowRef, read_chunk, read_strings
+from pipeline.errors import ChunkError, StoreError
 
 if TYPE_CHECKING:  # typing only: the store never builds a backbone (that would import TensorFlow)
     from pipeline.backbones import ResolvedWeights
@@ -100,17 +100,47 @@ def write_index(
             write_split_index(handle, name, index, pool, feature_shape, dtype)
 
 
+def repair_hint(path: Path) -> str:
+    return (
+        f"Rerun featurize (`dvc repro`) to recompute the damaged rows, or restore the store from DVC "
+        f"(`dvc checkout {path.parent}` / `dvc pull`)."
+    )
+
+
+def unreadable_index(path: Path, err: BaseException) -> StoreError:
+    return StoreError(
+        f"Feature store index {path} is unreadable or malformed ({type(err).__name__}: {err}). "
+        f"Restore it (`dvc checkout {path}` or `dvc pull`) or rerun featurize (`dvc repro`)."
+    )
+
+
+@dataclass(frozen=True)
+class SplitRows:
+    """Where one split's rows live, as the index says: the image key, the chunk and the row in it."""
+
+    ids: list[str]
+    labels: np.ndarray
+    keys: list[str]
+    chunks: list[str]
+    rows: np.ndarray
+
+
 class FeatureStore:
-    """Read access to a finished store (a str or Path). For arrays and tf.data, see pipeline.api."""
+    """Read access to a finished store (a str or Path). For arrays and tf.data, see pipeline.api.
+
+    Every row it returns was checked in its chunk (read_chunk)."""
 
     def __init__(self, path: Path | str) -> None:
         path = Path(path)
         if not path.is_file():
             raise StoreError(f"Feature store not found: {path}. Run `dvc repro` (the featurize stage) first.")
         self.path = path
-        with h5py.File(path, "r") as handle:
-            self.attrs = {key: decode_attr(value) for key, value in handle.attrs.items()}
-            self.splits = [name for name in ("train", "validation", "test") if name in handle]
+        try:
+            with h5py.File(path, "r") as handle:
+                self.attrs = {key: decode_attr(value) for key, value in handle.attrs.items()}
+                self.splits = [name for name in ("train", "validation", "test") if name in handle]
+        except (OSError, ValueError) as err:
+            raise unreadable_index(path, err) from err
 
     @property
     def classes(self) -> list[str]:
@@ -120,30 +150,95 @@ class FeatureStore:
     def feature_shape(self) -> tuple[int, ...]:
         return tuple(self.attrs["feature_shape"])
 
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """The row shape the index records, or None if it records none."""
+        return tuple(self.attrs["feature_shape"]) if "feature_shape" in self.attrs else None
+
     def missing_chunks(self) -> list[str]:
         """Chunk files the index points to that are not on disk (e.g. not pulled yet)."""
         folder = chunk_folder(self.path)
-        with h5py.File(self.path, "r") as handle:
-            names = {name for split in self.splits for name in read_strings(handle[split]["chunk"])}
+        names = {name for split in self.splits for name in self.split_rows(split).chunks}
         return sorted(name for name in names if not (folder / name).is_file())
 
-    def split(self, name: str) -> SplitData:
-        """Load one split fully into memory (features as float32)."""
+    def split_rows(self, name: str) -> SplitRows:
+        """What the index lists for one split; a malformed index is a StoreError naming the file."""
         if name not in self.splits:
             raise StoreError(f"{self.path} has no split {name!r}; it has {self.splits}.")
+        try:
+            with h5py.File(self.path, "r") as handle:
+                group = handle[name]
+                rows = SplitRows(
+                    ids=read_strings(group["ids"]),
+                    labels=group["labels"][...],
+                    keys=read_strings(group["keys"]),
+                    chunks=read_strings(group["chunk"]),
+                    rows=group["row"][...].astype(np.int64),
+                )
+        except (OSError, KeyError, ValueError, TypeError) as err:
+            raise unreadable_index(self.path, err) from err
+        lengths = {len(rows.ids), len(rows.labels), len(rows.keys), len(rows.chunks), len(rows.rows)}
+        if len(lengths) != 1:
+            raise unreadable_index(
+                self.path, ValueError(f"split {name!r}: ids, labels, keys, chunk, row differ in length")
+            )
+        return rows
+
+    def split(self, name: str) -> SplitData:
+        """Load one split fully into memory (features as float32), each chunk checked as it is read.
+
+        A chunk that is missing, damaged, or whose key beside a row is not the key the index lists for
+        that row, stops the read with a StoreError naming the chunk and the fix: no wrong row is served.
+        """
+        index = self.split_rows(name)
         missing = self.missing_chunks()
         if missing:
             raise StoreError(
                 f"{self.path} points to {len(missing)} chunk file(s) missing from {chunk_folder(self.path)}, "
                 f"e.g. {missing[0]}. Run `dvc pull` (or `dvc repro` to recompute them)."
             )
-        with h5py.File(self.path, "r") as handle:
-            group = handle[name]
-            return SplitData(
-                features=group["features"][...].astype(np.float32, copy=False),
-                labels=group["labels"][...],
-                ids=read_strings(group["ids"]),
+        features = np.empty((len(index.keys), *self.feature_shape), dtype=np.float32)
+        for chunk, positions in rows_by_chunk(index.chunks).items():
+            self.read_rows(chunk, index, positions, features)
+        return SplitData(features=features, labels=index.labels, ids=index.ids)
+
+    def read_rows(self, chunk: str, index: SplitRows, positions: np.ndarray, out: np.ndarray) -> None:
+        """Put the rows of `chunk` at the split's `positions` into `out`, after checking the chunk and each
+        row's key. A chunk whose rows the split uses whole and in order is read straight into `out`."""
+        path = chunk_folder(self.path) / chunk
+        rows = index.rows[positions]
+        start, stop = int(positions[0]), int(positions[-1]) + 1
+        whole = stop - start == len(positions) and np.array_equal(rows, np.arange(len(rows)))
+        target = out[start:stop] if whole else None
+        try:
+            data = read_chunk(
+                path,
+                self.attrs.get("fingerprint", ""),
+                self.attrs.get("storage_dtype"),
+                self.shape,
+                out=target,
             )
+        except ChunkError as err:
+            raise StoreError(f"Damaged chunk {path}: {err.problem}. {repair_hint(self.path)}") from err
+        if rows.min() < 0 or rows.max() >= len(data.keys):
+            raise StoreError(f"{self.path} points past the end of chunk {path}. {repair_hint(self.path)}")
+        beside = [data.keys[row] for row in rows]
+        wrong = [int(p) for p, key in zip(positions, beside, strict=True) if key != index.keys[p]]
+        if wrong:
+            raise StoreError(
+                f"Chunk {path} holds other images than the index lists ({len(wrong)} row(s), e.g. "
+                f"{index.ids[wrong[0]]}). {repair_hint(self.path)}"
+            )
+        if data.features is not target:  # not read in place: copy the rows the split uses
+            out[positions] = data.features[rows]
+
+
+def rows_by_chunk(chunks: list[str]) -> dict[str, np.ndarray]:
+    """Positions in the split of the rows each chunk holds."""
+    positions: dict[str, list[int]] = {}
+    for position, chunk in enumerate(chunks):
+        positions.setdefault(chunk, []).append(position)
+    return {chunk: np.asarray(found, dtype=np.int64) for chunk, found in positions.items()}
 
     def keys(self, name: str) -> list[str]:
         """The content keys (sha256 of each image file) of one split, row for row."""
@@ -206,11 +301,16 @@ def describe(path: Path) -> str:
             features = handle[split]["features"]
             referenced += features.shape[0]
             lines.append(f"  {split}: {features.shape[0]} rows, features {features.shape[1:]} {features.dtype}")
-    pooled = 0
+    pooled, unreadable = 0, []
     for chunk in chunk_files:
-        with h5py.File(chunk, "r") as handle:
-            pooled += handle["keys"].shape[0]
+        try:
+            with h5py.File(chunk, "r") as handle:
+                pooled += handle["keys"].shape[0]
+        except (OSError, KeyError) as err:
+            unreadable.append(f"{chunk.name} ({type(err).__name__})")
     lines.append(f"  chunk rows: {pooled} ({max(pooled - referenced, 0)} not used by any split)")
+    if unreadable:
+        lines.append(f"  UNREADABLE: {', '.join(unreadable)} (run `store verify`, then featurize to recompute)")
     missing = store.missing_chunks()
     if missing:
         lines.append(f"  MISSING: {len(missing)} chunk file(s) (run `dvc pull`)")

@@ -1,14 +1,13 @@
-"""`store verify`: check a feature store against its schema, the manifest and its recorded checksums."""
+"""`store verify`: check a feature store against its schema, the manifest, its checksums and its rows' identity."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import h5py
-import numpy as np
 
-from pipeline.chunks import read_strings, verify_chunk
-from pipeline.errors import StoreError
+from pipeline.chunks import read_chunk, read_strings
+from pipeline.errors import ChunkError, StoreError
 from pipeline.manifest import classes_of, read_manifest
 from pipeline.store import FeatureStore, chunk_folder
 
@@ -55,36 +54,54 @@ def check_manifest(store: FeatureStore, handle: h5py.File, manifest: Path) -> li
     return problems
 
 
-def check_rows(store: FeatureStore, handle: h5py.File) -> list[str]:
-    """Every row is present (its chunk exists) and finite, and every chunk matches its checksum."""
+def check_rows(store: FeatureStore) -> list[str]:
+    """Every chunk the index uses is present and sound (read_chunk with its sha256), and holds, at each row
+    the index points to, the image the index lists there (identity, not just integrity)."""
     folder = chunk_folder(store.path)
     missing = store.missing_chunks()
     problems = [f"chunk file missing: {folder / name}" for name in missing]
-    used = sorted({c for split in store.splits for c in read_strings(handle[split]["chunk"])} - set(missing))
-    for name in used:
-        problems += verify_chunk(folder / name, store.attrs.get("fingerprint", ""))
-    if not missing:
-        for split in store.splits:
-            features = handle[split]["features"]
-            for start in range(0, features.shape[0], 1024):
-                block = features[start : start + 1024]
-                bad = int((~np.isfinite(block.reshape(len(block), -1))).any(axis=1).sum())
-                if bad:
-                    problems.append(f"{split}: {bad} row(s) from {start} are not finite (missing or corrupt)")
+    expected = expected_keys(store)
+    for name in sorted(set(expected) - set(missing)):
+        try:
+            chunk = read_chunk(
+                folder / name,
+                store.attrs.get("fingerprint", ""),
+                store.attrs.get("storage_dtype"),
+                store.feature_shape,
+                checksum=True,
+            )
+        except ChunkError as err:
+            problems.append(f"{name}: {err.problem}")
+            continue
+        wrong = [(split, row) for split, row, key in expected[name] if row >= len(chunk.keys) or chunk.keys[row] != key]
+        if wrong:
+            split, row = wrong[0]
+            problems.append(
+                f"{name}: {len(wrong)} row(s) hold other images than the index lists (e.g. {split} row {row})"
+            )
     return problems
+
+
+def expected_keys(store: FeatureStore) -> dict[str, list[tuple[str, int, str]]]:
+    """Per chunk: (split, row in the chunk, the key the index lists for it)."""
+    expected: dict[str, list[tuple[str, int, str]]] = {}
+    for split in store.splits:
+        index = store.split_rows(split)
+        for chunk, row, key in zip(index.chunks, index.rows.tolist(), index.keys, strict=True):
+            expected.setdefault(chunk, []).append((split, row, key))
+    return expected
 
 
 def verify(store_path: Path, manifest: Path | None) -> list[str]:
     """All problems found, as readable lines; an empty list means the store is sound."""
     try:
         store = FeatureStore(store_path)
-    except (StoreError, OSError) as err:
+        with h5py.File(store_path, "r") as handle:
+            problems = check_schema(store, handle)
+            if problems:
+                return problems
+            if manifest is not None:
+                problems += check_manifest(store, handle, manifest)
+        return problems + check_rows(store)
+    except (StoreError, OSError, KeyError, ValueError) as err:
         return [str(err)]
-    with h5py.File(store_path, "r") as handle:
-        problems = check_schema(store, handle)
-        if problems:
-            return problems
-        if manifest is not None:
-            problems += check_manifest(store, handle, manifest)
-        problems += check_rows(store, handle)
-    return problems

@@ -12,6 +12,7 @@ import os
 import struct
 import subprocess
 import sys
+import tracemalloc
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -23,11 +24,11 @@ import yaml
 from conftest import ROOT, sample_images, write_zip
 from PIL import Image, ImageFile
 
-from pipeline.config import SplitConfig
-from pipeline.errors import ExtractError, SplitError
+from pipeline.config import ExtractConfig, SplitConfig, validate
+from pipeline.errors import ConfigError, ExtractError, SplitError
 from pipeline.extract import extract
 from pipeline.image_input import decode_image
-from pipeline.images import check_image, pillow_limits
+from pipeline.images import check_file, check_image, pillow_limits
 from pipeline.manifest import read_manifest
 from pipeline.split import split
 
@@ -544,3 +545,75 @@ def test_images_with_odd_class_names_are_skipped_and_reported(tmp_path: Path) ->
     assert report.count == 1
     assert sorted(report.skipped) == ["train/café.1.jpg", "train/cat 2.jpg"]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["cat.0.jpg"]
+
+
+# Decompression bombs: limits from params, checked from the headers and while streaming, memory bounded.
+
+ZEROS_MB = 5  # a small bomb: 5 MB of zeros deflate to about 5 KB (ratio ~1000)
+
+
+def bomb_zip(path: Path, zeros_mb: float = ZEROS_MB) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("train/cat.0.jpg", sample_images(1)["cat.0.jpg"])
+        with archive.open("train/cat.9999.jpg", "w", force_zip64=True) as entry:
+            for _ in range(int(zeros_mb)):
+                entry.write(bytes(1_000_000))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("limits", "key"),
+    [
+        (ExtractConfig(max_entry_mb=1, max_ratio=10_000), "max_entry_mb"),
+        (ExtractConfig(max_entry_mb=100, max_ratio=50), "max_ratio"),
+        (ExtractConfig(max_total_mb=2, max_ratio=10_000), "max_total_mb"),
+    ],
+)
+def test_a_zip_bomb_is_refused_naming_the_entry_and_the_limit(tmp_path: Path, limits, key: str) -> None:
+    raw = bomb_zip(tmp_path / "train.zip")
+    assert raw.stat().st_size < 100_000
+    with pytest.raises(ExtractError, match=rf"cat\.9999\.jpg.*extract\.{key}"):
+        extract(raw, tmp_path / "out", limits=limits)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_a_bomb_inside_a_nested_train_zip_is_refused(tmp_path: Path) -> None:
+    outer = tmp_path / "dogs-vs-cats.zip"
+    with zipfile.ZipFile(outer, "w") as archive:
+        archive.writestr("train.zip", bomb_zip(tmp_path / "inner.zip").read_bytes())
+    with pytest.raises(ExtractError, match=r"cat\.9999\.jpg.*dogs-vs-cats\.zip!train\.zip.*extract\.max_ratio"):
+        extract(outer, tmp_path / "out", limits=ExtractConfig(max_ratio=50))
+
+
+def test_extract_streams_entries_with_bounded_memory(tmp_path: Path) -> None:
+    """A 40 MB entry within the limits is written block by block: Python's peak stays far below its size."""
+    raw = bomb_zip(tmp_path / "train.zip", zeros_mb=40)
+    tracemalloc.start()
+    try:
+        extract(raw, tmp_path / "out", limits=ExtractConfig(max_ratio=10_000))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "out" / "cat.9999.jpg").stat().st_size == 40_000_000
+    assert peak < 8_000_000, f"peak {peak:,} bytes"
+
+
+@pytest.mark.parametrize("value", [0, -1, "big"])
+def test_extract_limits_must_be_positive(value) -> None:
+    with pytest.raises(ConfigError, match=r"extract\.max_entry_mb: received"):
+        validate({"extract": {"max_entry_mb": value}})
+
+
+def test_split_reads_only_the_header_of_a_large_non_image(tmp_path: Path) -> None:
+    """A 256 MB file of zeros named cat.0.jpg (sparse: no disk used) is rejected from its first bytes."""
+    path = tmp_path / "cat.0.jpg"
+    with open(path, "wb") as handle:
+        handle.truncate(256_000_000)
+    tracemalloc.start()
+    try:
+        checked = check_file(path, MAX_PIXELS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert checked.action == "reject" and checked.reasons == ("not an image",)
+    assert peak < 4_000_000, f"peak {peak:,} bytes"

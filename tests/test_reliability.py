@@ -121,3 +121,33 @@ def test_team_shares_features_through_a_dvc_remote(tmp_path: Path, sample_zip_40
     store_bytes = du(a / "features")
     print(f"\n[team] dvc status {status_seconds:.2f} s; push after +10 images: {pushed} bytes of {store_bytes}")
     assert pushed < store_bytes * 0.5
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupt_says_what_was_kept_and_the_rerun_resumes(project: Path, sig: int, code: int) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM: featurize names the whole chunks and rows it kept, and how to resume."""
+    store = project / "features" / "vgg16.h5"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "featurize", "vgg16"],
+        cwd=project,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while len(list(chunk_folder(store).glob("chunk-*.h5"))) < 2:
+        assert process.poll() is None, "featurize ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    kept = re.search(r"kept (\d+) whole chunk\(s\) written in this run \((\d+) rows\)", stderr)
+    assert kept, stderr
+    assert "Traceback" not in stderr and "to resume" in stderr
+    rows_on_disk = sum(h5py.File(p, "r")["keys"].shape[0] for p in chunk_folder(store).glob("chunk-*.h5"))
+    assert int(kept[2]) == rows_on_disk and int(kept[1]) >= 2
+    result = run([sys.executable, "-m", "pipeline", "featurize", "vgg16"], project)
+    assert computed(result.stdout) == 120 - rows_on_disk
+    assert verify(store, project / "data" / "split" / "manifest.csv") == []

@@ -1,5 +1,8 @@
 """The chunked feature store: incremental updates, shards + merge, verification, readers during writes."""
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -7,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import make_split
 
-from pipeline.config import BackboneConfig, FeaturizeConfig
-from pipeline.errors import StoreError
+from pipeline.chunks import ChunkError, write_chunk
+from pipeline.config import BackboneConfig, FeaturizeConfig, validate
+from pipeline.errors import ConfigError, StoreError
 from pipeline.featurize import Shard, featurize, merge
 from pipeline.store import FeatureStore, chunk_folder
 from pipeline.verify import verify
@@ -138,3 +142,144 @@ def test_reader_keeps_the_previous_version_during_an_update(featurized, tmp_path
         assert old["train"]["features"].shape[0] == rows_before
         assert np.isfinite(old["train"]["features"][...]).all()
     assert FeatureStore(store).split("train").features.shape[0] == 24
+
+
+# Faults: every read is checked, a damaged chunk is never served, featurize recomputes its rows.
+
+
+@contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging (chunk_rows 0 looped forever before it was range-checked)."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def first_data_byte(chunk: Path) -> int:
+    """The file offset of the first byte of a chunk's features (chunked or contiguous layout)."""
+    with h5py.File(chunk, "r") as handle:
+        dataset = handle["features"]
+        return dataset.id.get_offset() if dataset.chunks is None else dataset.id.get_chunk_info(0).byte_offset
+
+
+def all_splits(store: Path) -> dict[str, np.ndarray]:
+    return {name: FeatureStore(store).split(name).features for name in ("train", "validation", "test")}
+
+
+def used_chunks(store: Path) -> list[Path]:
+    with h5py.File(store, "r") as handle:
+        names = sorted({name.decode() for split in ("train", "test") for name in handle[split]["chunk"][...]})
+    return [chunk_folder(store) / name for name in names]
+
+
+def assert_healed(manifest: Path, store: Path, before: dict[str, np.ndarray], rows: int) -> None:
+    """featurize finds the damage, recomputes exactly the damaged chunk's rows, and the store is whole again."""
+    report = run(manifest, store)
+    assert report.computed == rows and len(report.damaged) == 1
+    assert verify(store, manifest) == []
+    for name, features in all_splits(store).items():
+        np.testing.assert_allclose(features, before[name], rtol=1e-5, atol=1e-5)
+
+
+def test_a_flipped_byte_in_a_chunk_stops_every_read_and_featurize_heals_it(featurized) -> None:
+    manifest, store = featurized
+    before = all_splits(store)
+    chunk = used_chunks(store)[0]
+    data = bytearray(chunk.read_bytes())
+    data[first_data_byte(chunk) + 101] ^= 0x40
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=rf"Damaged chunk .*{chunk.name}.*dvc repro.*dvc checkout"):
+        all_splits(store)
+    assert any(chunk.name in p for p in verify(store, manifest))
+    assert_healed(manifest, store, before, rows=8)
+
+
+def test_a_valid_chunk_copied_over_another_is_caught_by_reads_and_verify(featurized) -> None:
+    manifest, store = featurized
+    before = all_splits(store)
+    source, target = used_chunks(store)[:2]
+    target.write_bytes(source.read_bytes())
+    with pytest.raises(StoreError, match=rf"{target.name}.*(other rows|other images)"):
+        all_splits(store)
+    problems = verify(store, manifest)
+    assert any(target.name in p and "other" in p for p in problems), problems
+    assert_healed(manifest, store, before, rows=8)
+
+
+def test_a_chunk_truncated_to_half_is_a_readable_problem_and_is_healed(featurized) -> None:
+    manifest, store = featurized
+    before = all_splits(store)
+    chunk = used_chunks(store)[1]
+    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    problems = verify(store, manifest)
+    assert any(chunk.name in p and "unreadable" in p for p in problems), problems
+    with pytest.raises(StoreError, match=rf"Damaged chunk .*{chunk.name}"):
+        all_splits(store)
+    assert_healed(manifest, store, before, rows=8)
+
+
+def test_a_malformed_chunk_is_not_adopted(featurized, tmp_path: Path) -> None:
+    """As `chunk_rows: -1` once wrote: fewer feature rows than keys, under the name its keys give."""
+    manifest, store = featurized
+    chunk = used_chunks(store)[0]
+    with h5py.File(chunk, "r") as handle:
+        keys, features, attrs = handle["keys"].asstr()[()], handle["features"][...], dict(handle.attrs)
+    chunk.unlink()
+    with h5py.File(chunk, "w") as handle:
+        handle.create_dataset("features", data=features[:3])
+        handle.create_dataset("keys", data=np.array(keys, dtype=object), dtype=h5py.string_dtype())
+        handle.attrs.update(attrs)
+    assert any(chunk.name in p and "3 feature row(s) for 8 key(s)" in p for p in verify(store, manifest))
+    report = run(manifest, store)
+    assert report.computed == 8 and "3 feature row(s) for 8 key(s)" in report.damaged[0].problem
+    assert verify(store, manifest) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "least"),
+    [
+        ({"featurize": {"chunk_rows": -1}}, "featurize.chunk_rows", 1),
+        ({"featurize": {"chunk_rows": 0}}, "featurize.chunk_rows", 1),
+        ({"featurize": {"batch_size": 0}}, "featurize.batch_size", 1),
+        ({"backbones": {"vgg16": {"input_size": 0}}}, "backbones.vgg16.input_size", 32),
+    ],
+)
+def test_chunk_rows_below_one_is_refused_before_any_work(raw: dict, key: str, least: int) -> None:
+    """chunk_rows -1 once wrote a malformed chunk and hung, 0 looped forever: params are checked first."""
+    with deadline(60), pytest.raises(ConfigError, match=rf"{key}: received .*greater than or equal to {least}"):
+        validate(raw)
+
+
+def test_chunks_are_checked_before_they_are_written(tmp_path: Path) -> None:
+    keys = [f"{i:064x}" for i in range(4)]
+    with pytest.raises(ChunkError, match="3 feature row"):
+        write_chunk(tmp_path, "fp", np.zeros((3, 2, 2, 1)), keys, "float32")
+    with pytest.raises(ChunkError, match="NaN or infinite"):
+        write_chunk(tmp_path, "fp", np.full((4, 2, 2, 1), np.nan), keys, "float32")
+    with pytest.raises(ChunkError, match="recipe makes"):
+        write_chunk(tmp_path, "fp", np.zeros((4, 2, 2, 1)), keys, "float32", feature_shape=(2, 2, 2))
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_garbage_index_is_an_error_naming_the_file_for_train_and_evaluate(featurized, tmp_path: Path) -> None:
+    from pipeline.evaluate import evaluate
+    from pipeline.train import train
+
+    _, store = featurized
+    head_dir = tmp_path / "models" / "logreg"
+    train(store, "logreg", {"pooling": "avg", "C": 1.0, "max_iter": 100, "standardize": True}, 0, head_dir, None)
+    store.write_bytes(np.random.default_rng(0).bytes(store.stat().st_size))
+    expected = rf"{store}.*unreadable or malformed.*dvc checkout"
+    with pytest.raises(StoreError, match=expected):
+        train(store, "logreg", {"pooling": "avg", "C": 1.0, "max_iter": 100}, 0, tmp_path / "again", None)
+    with pytest.raises(StoreError, match=expected):
+        evaluate(store, "logreg", head_dir, tmp_path / "metrics")
+    assert verify(store, None) and "unreadable" in verify(store, None)[0]
