@@ -184,6 +184,10 @@ class FeatureStore:
             )
         return rows
 
+    def keys(self, name: str) -> list[str]:
+        """The content keys (sha256 of each image file) of one split, row for row."""
+        return self.split_rows(name).keys
+
     def split(self, name: str) -> SplitData:
         """Load one split fully into memory (features as float32), each chunk checked as it is read.
 
@@ -239,13 +243,6 @@ def rows_by_chunk(chunks: list[str]) -> dict[str, np.ndarray]:
     for position, chunk in enumerate(chunks):
         positions.setdefault(chunk, []).append(position)
     return {chunk: np.asarray(found, dtype=np.int64) for chunk, found in positions.items()}
-
-    def keys(self, name: str) -> list[str]:
-        """The content keys (sha256 of each image file) of one split, row for row."""
-        if name not in self.splits:
-            raise StoreError(f"{self.path} has no split {name!r}; it has {self.splits}.")
-        with h5py.File(self.path, "r") as handle:
-            return read_strings(handle[name]["keys"])
 
 
 def check_weights(recorded: dict[str, Any], weights: ResolvedWeights, made: str, fix: str) -> None:
