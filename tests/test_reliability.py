@@ -126,6 +126,11 @@ def test_team_shares_features_through_a_dvc_remote(tmp_path: Path, sample_zip_40
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupt_says_what_was_kept_and_the_rerun_resumes(project: Path, sig: int, code: int) -> None:
     """Ctrl-C (SIGINT) or SIGTERM: featurize names the whole chunks and rows it kept, and how to resume."""
+    # At 64 px the 13 chunks left after the second can be done before the signal lands; at 192 px they
+    # take seconds, so the signal always arrives while featurize is still computing.
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["backbones"]["vgg16"]["input_size"] = 192
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
     store = project / "features" / "vgg16.h5"
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "featurize", "vgg16"],
