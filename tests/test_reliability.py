@@ -139,6 +139,9 @@ def test_an_interrupt_says_what_was_kept_and_the_rerun_resumes(project: Path, si
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control (CI, nohup, `cmd &`) starts jobs with SIGINT ignored, and a child keeps
+        # that: Ctrl-C's default disposition is put back, as a terminal gives it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     while len(list(chunk_folder(store).glob("chunk-*.h5"))) < 2:

@@ -108,7 +108,7 @@ def test_repro_three_classes(project: Path) -> None:
         assert sheet.format == "PNG" and sheet.size[0] >= 134 * min(len(mistakes), 8)
     scratch = json.loads((project / "metrics" / "methods" / "scratch" / "42" / "metrics.json").read_text())
     assert scratch["test/images"] == 18
-    gradcams = sorted(p.name for p in (project / "plots" / "efficientnet_lite0" / "1_gradcam").iterdir())
+    gradcams = sorted(p.name for p in (project / "plots" / "efficientnet_lite0" / "dense" / "1_gradcam").iterdir())
     assert gradcams == ["gradcam_cat_photo_16.png", "gradcam_digit_mnist_17.png", "gradcam_dog_photo_16.png"]
     plots = run(["dvc", "plots", "show", "--json"], project).stdout
     assert "misclassified.png" in plots
