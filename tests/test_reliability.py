@@ -24,20 +24,22 @@ def computed(output: str) -> int:
     return int(re.search(r"computed (\d+) of", output)[1])
 
 
-def kill_after_chunks(root: Path, store: Path, chunks: int) -> None:
-    """Start featurize and SIGKILL it once `chunks` chunk files are complete."""
+def featurize_until_chunks(root: Path, store: Path, chunks: int, **popen) -> subprocess.Popen:
+    """Start featurize and return it, still running, once `chunks` chunk files are complete."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "featurize", "vgg16"],
-        cwd=root,
-        env=tool_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "pipeline", "featurize", "vgg16"], cwd=root, env=tool_env(), **popen
     )
     deadline = time.monotonic() + 300
     while len(list(chunk_folder(store).glob("chunk-*.h5"))) < chunks:
-        assert process.poll() is None, "featurize ended before it could be killed"
+        assert process.poll() is None, "featurize ended before it could be stopped"
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    return process
+
+
+def kill_after_chunks(root: Path, store: Path, chunks: int) -> None:
+    """Start featurize and SIGKILL it once `chunks` chunk files are complete."""
+    process = featurize_until_chunks(root, store, chunks, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
 
@@ -132,10 +134,10 @@ def test_an_interrupt_says_what_was_kept_and_the_rerun_resumes(project: Path, si
     params["backbones"]["vgg16"]["input_size"] = 192
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     store = project / "features" / "vgg16.h5"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "featurize", "vgg16"],
-        cwd=project,
-        env=tool_env(),
+    process = featurize_until_chunks(
+        project,
+        store,
+        2,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -143,11 +145,6 @@ def test_an_interrupt_says_what_was_kept_and_the_rerun_resumes(project: Path, si
         # that: Ctrl-C's default disposition is put back, as a terminal gives it.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.monotonic() + 300
-    while len(list(chunk_folder(store).glob("chunk-*.h5"))) < 2:
-        assert process.poll() is None, "featurize ended before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == code, stderr
