@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.config import SPLITS
 from pipeline.errors import InputError, StoreError
+from pipeline.heads.pooling import pool
 from pipeline.store import FeatureStore
 
 POOLINGS = ("none", "auto", "avg", "max", "flatten")
@@ -52,9 +53,9 @@ def pooled(features: np.ndarray, pooling: str | None, store_default: str = "flat
         pooling = store_default
     if pooling == "none":
         return features
-    if pooling in ("avg", "max") and features.ndim == 4:
-        return features.mean(axis=(1, 2)) if pooling == "avg" else features.max(axis=(1, 2))
-    return features.reshape(len(features), -1)
+    if pooling == "max" and features.ndim == 4:
+        return features.max(axis=(1, 2))
+    return pool(features, pooling)  # the heads' own avg / flatten
 
 
 def load_split(store: str | Path, split: str = "train", *, pooling: str | None = None) -> SplitArrays:
