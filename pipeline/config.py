@@ -29,6 +29,7 @@ HeadName = Literal["dense", "logreg"]
 ResizeMethod = Literal["bilinear", "nearest", "bicubic", "area"]
 StorageDtype = Literal["float32", "float16"]
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
+TrainingPrecision = Literal["float32", "bfloat16"]
 Backend = Literal["local", "ray"]
 Pooling = Literal["auto", "flatten", "avg"]
 FillMode = Literal["nearest", "constant", "reflect", "wrap"]
@@ -290,6 +291,9 @@ class ScratchConfig:
     steps_per_epoch: Int = Count(0, 0, "0: one pass over the training images (seed: 100)")
     learning_rate: Float = Real(1e-4, "RMSprop (seed: 1e-4)", gt=0)
     dropout: Float = Real(0.0, "seed: none", ge=0, lt=1)
+    precision: TrainingPrecision = Field(
+        "float32", description="float32 | bfloat16: mixed precision, bf16 compute, float32 weights (seed: float32)"
+    )
 
 
 @dataclass(config=SCHEMA)

@@ -34,14 +34,14 @@ TRAINING_FLOPS_PER_FORWARD = 3  # forward, and a backward of about twice its cos
 class Variant:
     label: str
     in_memory: bool  # False: decode from disk every batch and augment with layers (the path before)
-    precision: str = "float32"  # float32 | mixed_bfloat16
+    precision: str = "float32"  # methods.scratch.precision: float32 | bfloat16
     jit: bool = False
 
 
 VARIANTS = (
     Variant("before: from disk, layer augmentation, float32", in_memory=False),
     Variant("after: in memory, one warp, float32", in_memory=True),
-    Variant("after + bfloat16 mixed precision", in_memory=True, precision="mixed_bfloat16"),
+    Variant("after + bfloat16 mixed precision", in_memory=True, precision="bfloat16"),
     Variant("after + XLA", in_memory=True, jit=True),
 )
 
@@ -82,11 +82,7 @@ def streamed_dataset(split: ImageSplit, size: int, batch_size: int, augment) -> 
 
 def prepare(variant: Variant, split: ImageSplit, size: int, batch_size: int, augment: bool):
     """A compiled scratch (or augment) convnet and its endless training dataset, warmed up by two steps."""
-    keras.mixed_precision.set_global_policy(variant.precision)
-    try:
-        model = build_scratch_model(size, 2, 0.5 if augment else 0.0)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    model = build_scratch_model(size, 2, 0.5 if augment else 0.0, variant.precision)
     compile_model(model, 1e-4, 2)
     model.jit_compile = variant.jit
     config = AugmentationConfig()

@@ -61,6 +61,7 @@ def test_known_names_are_the_registries() -> None:
         ("heads.logreg.C", 0, "heads.logreg.C: received 0; allowed: 'auto' or a number > 0"),
         ("heads.dense.dropout", True, "heads.dense.dropout: received True; allowed: a number, not a boolean"),
         ("methods.augmentation.fill_mode", "mirror", "fill_mode: received 'mirror'; allowed: 'nearest',"),
+        ("methods.augment.precision", "float16", "methods.augment.precision: received 'float16'; allowed: 'float32'"),
         ("split.trian", 3, "split.trian: unknown key. Allowed here: ['train', 'validation'"),
         (
             "backbones.resnet50",

@@ -61,6 +61,29 @@ def test_scratch_model_is_the_seeds() -> None:
         build_scratch_model(45)
 
 
+def test_bfloat16_scratch_convnet_trains_saves_and_reloads(tmp_path: Path) -> None:
+    """precision bfloat16: convolutions and dense layers compute in bf16 on float32 weights, the classifier and
+    the loss stay float32, a training step moves the weights, the model reloads in safe mode with its policy and
+    predicts what it predicted, and the global policy is float32 again after building."""
+    model = build_scratch_model(48, 2, dropout=0.5, precision="bfloat16")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    conv = model.get_layer("conv1")
+    assert (conv.compute_dtype, conv.kernel.dtype) == ("bfloat16", "float32")
+    assert model.get_layer("predictions").compute_dtype == "float32" and model.count_params() == 307_393
+    images = np.random.default_rng(0).uniform(0, 255, (8, 48, 48, 3)).astype("float32")
+    assert model(images).dtype == "float32"
+    before = conv.kernel.numpy().copy()
+    compile_model(model, 1e-3, 2)
+    model.fit(images, np.array([0, 1] * 4), epochs=1, verbose=0)
+    assert not np.allclose(before, conv.kernel.numpy())
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert loaded.get_layer("conv1").compute_dtype == "bfloat16"
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0), model.predict(images, verbose=0))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        build_scratch_model(48, precision="float16")
+
+
 def test_end_to_end_model_and_finetune_unfreezing_vgg16() -> None:
     spec = get_backbone("vgg16")
     model = build_end_to_end(spec.conv_base(150, spec.resolve_weights("none")), 2, 256)
@@ -113,7 +136,9 @@ def project(tmp_path_factory) -> Config:
     methods = replace(
         methods,
         scratch=replace(methods.scratch, input_size=48, epochs=2, batch_size=8),
-        augment=replace(methods.augment, input_size=48, epochs=1, batch_size=4, steps_per_epoch=3),
+        augment=replace(
+            methods.augment, input_size=48, epochs=1, batch_size=4, steps_per_epoch=3, precision="bfloat16"
+        ),
         end_to_end=replace(methods.end_to_end, units=16, epochs=1, batch_size=8),
         finetune=replace(methods.finetune, epochs=1, batch_size=8),
         augmented_features=replace(methods.augmented_features, passes=2, batch_size=8),
@@ -151,6 +176,7 @@ def test_scratch_and_augment_train_and_score(project: Config) -> None:
     check_outputs(project, "augment", "0", report, epochs=1)
     model, info = load_model(method_dirs(project.paths, "augment", 0).model, "")
     assert info["augmented"] and info["dropout"] == 0.5 and "dropout" in [layer.name for layer in model.layers]
+    assert info["precision"] == "bfloat16" and model.get_layer("conv1").compute_dtype == "bfloat16"
 
 
 @pytest.mark.slow

@@ -118,10 +118,11 @@ def preprocessor(name: str):
 
 
 def classifier(n_classes: int, name: str = "predictions") -> keras.layers.Dense:
-    """The seed's output: one sigmoid unit for two classes, else a softmax over the classes."""
+    """The seed's output: one sigmoid unit for two classes, else a softmax over the classes; float32 even in a
+    mixed-precision model, so probabilities and the loss keep full precision."""
     if n_classes == 2:
-        return keras.layers.Dense(1, activation="sigmoid", name=name)
-    return keras.layers.Dense(n_classes, activation="softmax", name=name)
+        return keras.layers.Dense(1, activation="sigmoid", name=name, dtype="float32")
+    return keras.layers.Dense(n_classes, activation="softmax", name=name, dtype="float32")
 
 
 def compile_model(model: keras.Model, learning_rate: float, n_classes: int) -> None:

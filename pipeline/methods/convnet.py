@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import keras
 
 from pipeline.augmentation import augmenter
@@ -19,30 +22,49 @@ from pipeline.methods.common import (
 
 FILTERS = (32, 64, 128, 128)
 MIN_INPUT = 46  # four conv + pool steps leave a 1x1 map
+DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}  # methods.<scratch|augment>.precision
 
 
-def build_scratch_model(input_size: int = 150, n_classes: int = 2, dropout: float = 0.0) -> keras.Model:
+@contextmanager
+def dtype_policy(precision: str) -> Iterator[None]:
+    """Layers built inside compute in `precision`: bfloat16 is Keras' mixed_bfloat16 (bf16 activations and
+    matmuls, float32 weights and optimizer state); the global policy is restored after."""
+    if precision not in DTYPE_POLICIES:
+        raise ConfigError(f"precision must be one of {sorted(DTYPE_POLICIES)}. Received: precision={precision!r}")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(DTYPE_POLICIES[precision])
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def build_scratch_model(
+    input_size: int = 150, n_classes: int = 2, dropout: float = 0.0, precision: str = "float32"
+) -> keras.Model:
     """Rescaling(1/255) -> [Conv2D(32..128, 3x3, relu) -> MaxPool] x4 -> Flatten -> [Dropout] -> Dense(512, relu)
     -> classifier. Its input is pixels in [0, 255]. At 150 px and two classes: 3,453,121 parameters, as the seed's.
-    """
+    With precision bfloat16 every layer but the classifier computes in bf16; the classifier's probabilities and
+    the loss stay float32."""
     if input_size < MIN_INPUT:
         raise ConfigError(
             f"The scratch convnet needs inputs of {MIN_INPUT} px or more. Received: input_size={input_size}"
         )
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1). Received: dropout={dropout}")
-    layers: list[keras.Layer] = [
-        keras.Input((input_size, input_size, 3), name="image"),
-        keras.layers.Rescaling(1 / 255, name="rescale"),  # the seed's rescale=1./255, inside: input is pixels
-    ]
-    for index, filters in enumerate(FILTERS, start=1):
-        layers.append(keras.layers.Conv2D(filters, 3, activation="relu", name=f"conv{index}"))
-        layers.append(keras.layers.MaxPooling2D(2, name=f"pool{index}"))
-    layers.append(keras.layers.Flatten(name="flatten"))
-    if dropout:
-        layers.append(keras.layers.Dropout(dropout, name="dropout"))
-    layers.append(keras.layers.Dense(512, activation="relu", name="dense"))
-    layers.append(classifier(n_classes))
+    with dtype_policy(precision):
+        layers: list[keras.Layer] = [
+            keras.Input((input_size, input_size, 3), name="image"),
+            keras.layers.Rescaling(1 / 255, name="rescale"),  # the seed's rescale=1./255, inside: input is pixels
+        ]
+        for index, filters in enumerate(FILTERS, start=1):
+            layers.append(keras.layers.Conv2D(filters, 3, activation="relu", name=f"conv{index}"))
+            layers.append(keras.layers.MaxPooling2D(2, name=f"pool{index}"))
+        layers.append(keras.layers.Flatten(name="flatten"))
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout, name="dropout"))
+        layers.append(keras.layers.Dense(512, activation="relu", name="dense"))
+        layers.append(classifier(n_classes))
     return keras.Sequential(layers, name="scratch_convnet")
 
 
@@ -51,7 +73,7 @@ def train_convnet(config: Config, method: str, params: ScratchConfig, seed: int,
     keras.utils.set_random_seed(seed)
     splits = read_splits(config.paths.split)
     n_classes = len(splits["train"].classes)
-    model = build_scratch_model(params.input_size, n_classes, params.dropout)
+    model = build_scratch_model(params.input_size, n_classes, params.dropout, params.precision)
     compile_model(model, params.learning_rate, n_classes)
     return run_image_method(
         model,
@@ -63,5 +85,5 @@ def train_convnet(config: Config, method: str, params: ScratchConfig, seed: int,
         params,
         seed,
         augment=augmenter(config.methods.augmentation, seed) if augment else None,
-        info={"dropout": params.dropout, "augmented": augment},
+        info={"dropout": params.dropout, "augmented": augment, "precision": params.precision},
     )
