@@ -42,18 +42,19 @@ class CurveRecorder:
             for number, row in enumerate(self.steps(), start=1)
         ]
 
-    def write(self, out_dir: Path, title: str) -> list[Path]:
-        """`<metric>.tsv` and `<metric>.png` for every metric logged; returns the files written."""
+    def write(self, out_dir: Path, title: str, tables: bool = True) -> list[Path]:
+        """`<metric>.tsv` (unless tables=False) and `<metric>.png` for every metric logged; returns the files."""
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for metric in self.metrics():
             rows = self.table(metric)
-            tsv = out_dir / f"{metric}.tsv"
-            with open(tsv, "w", newline="") as handle:
-                writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-                writer.writerow((self.x_name, *SERIES))
-                writer.writerows(("" if v is None else round(v, 6) for v in row) for row in rows)
-            written += [tsv, plot_curves(rows, self.x_name, metric, f"{title}: {metric}", out_dir / f"{metric}.png")]
+            if tables:
+                written.append(out_dir / f"{metric}.tsv")
+                with open(written[-1], "w", newline="") as handle:
+                    writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+                    writer.writerow((self.x_name, *SERIES))
+                    writer.writerows(("" if v is None else round(v, 6) for v in row) for row in rows)
+            written.append(plot_curves(rows, self.x_name, metric, f"{title}: {metric}", out_dir / f"{metric}.png"))
         return written
 
 

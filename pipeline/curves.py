@@ -10,11 +10,13 @@ from pipeline.metrics import log_epoch
 
 
 class LiveCurves(keras.callbacks.Callback):
-    """Train/validation accuracy and loss to dvclive after each epoch (the keys `log_epoch` writes)."""
+    """Train/validation accuracy and loss after each epoch (the keys `log_epoch` writes) to each logger: dvclive's
+    Live, or anything with its `log_metric`/`next_step` (pipeline.curve_plots.CurveRecorder, for the PNGs)."""
 
-    def __init__(self, live: Any) -> None:
+    def __init__(self, *loggers: Any) -> None:
         super().__init__()
-        self.live = live
+        self.loggers = loggers
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        log_epoch(self.live, logs or {})
+        for logger in self.loggers:
+            log_epoch(logger, logs or {})

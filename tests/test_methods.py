@@ -160,6 +160,7 @@ def check_outputs(config: Config, method: str, run_name: str, report, epochs: in
     assert (dirs.metrics / "plots" / "sklearn" / "confusion_matrix.json").is_file()
     curve = dirs.curves / "plots" / "metrics" / "validation" / "accuracy.tsv"
     assert len(curve.read_text().splitlines()) == 1 + epochs
+    assert sorted(path.name for path in (dirs.curves / "figures").iterdir()) == ["accuracy.png", "loss.png"]
     model, info = load_model(dirs.model, "the stage")
     assert info["classes"] == ["cat", "dog"] and model.count_params() == report.parameters
     test = read_split(config.paths.split, "test")  # the saved model and its sidecar reproduce the score

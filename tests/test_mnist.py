@@ -137,3 +137,4 @@ def test_trains_one_epoch_on_4000_digits_and_beats_chance(tmp_path: Path) -> Non
     assert np.isclose((predicted == digits.y_test).mean(), report.accuracy)
     curve = dirs.curves / "plots" / "metrics" / "train" / "accuracy.tsv"
     assert len(curve.read_text().splitlines()) == 2
+    assert (dirs.curves / "figures" / "accuracy.png").is_file() and (dirs.curves / "figures" / "loss.png").is_file()

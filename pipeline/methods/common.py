@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from pipeline.backbones import get_backbone
 from pipeline.config import SPLITS, Paths
+from pipeline.curve_plots import CurveRecorder
 from pipeline.curves import LiveCurves
 from pipeline.errors import ConfigError, InputError, ManifestError, MissingInputError
 from pipeline.heads.dense import to_two_columns
@@ -26,6 +27,7 @@ from pipeline.metrics import Evaluation, live_dir, score, write_test_metrics
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model.json"
+FIGURES = "figures"  # the curves as PNGs, beside dvclive's files
 IN_MODEL = "in-model"  # the model scales its [0, 255] pixel input itself (the scratch convnets' Rescaling)
 
 
@@ -130,20 +132,25 @@ def compile_model(model: keras.Model, learning_rate: float, n_classes: int) -> N
     model.compile(optimizer=keras.optimizers.RMSprop(learning_rate), loss=loss, metrics=["accuracy"])
 
 
-def fit(model: keras.Model, train, validation, epochs: int, steps_per_epoch: int, curves_dir: Path) -> float:
-    """Train with the seed's curves logged to dvclive (one step per epoch); returns the seconds it took."""
+def fit(
+    model: keras.Model, train, validation, epochs: int, steps_per_epoch: int, curves_dir: Path, title: str
+) -> float:
+    """Train with the seed's curves logged to dvclive (one step per epoch) and drawn as the seed's figures,
+    train and validation on one set of axes: curves_dir/figures/{accuracy,loss}.png. Returns the seconds."""
     start = time.perf_counter()
+    figures = CurveRecorder()
     with live_dir(curves_dir) as live:
         model.fit(
             train,
             validation_data=validation,
             epochs=epochs,
             steps_per_epoch=steps_per_epoch or None,
-            callbacks=[LiveCurves(live)],
+            callbacks=[LiveCurves(live, figures)],
             verbose=2,
         )
         seconds = time.perf_counter() - start
         live.summary["train_seconds"] = round(seconds, 3)
+    figures.write(curves_dir / FIGURES, title, tables=False)
     return seconds
 
 
@@ -227,7 +234,10 @@ def run_image_method(
 
     train = dataset(splits["train"], augment=augment, shuffle_seed=seed, repeat=bool(training.steps_per_epoch))
     dirs = method_dirs(paths, method, run)
-    seconds = fit(model, train, dataset(splits["validation"]), training.epochs, training.steps_per_epoch, dirs.curves)
+    title = f"{method} {run}"
+    seconds = fit(
+        model, train, dataset(splits["validation"]), training.epochs, training.steps_per_epoch, dirs.curves, title
+    )
     test = splits["test"]
     result = evaluate_model(model, dataset(test), test.labels, test.classes)
     report = MethodReport(

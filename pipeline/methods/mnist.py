@@ -119,7 +119,7 @@ def run(config: Config, seed: int) -> MethodReport:
     train = tf.data.Dataset.from_tensor_slices((as_inputs(x_train), keras.utils.to_categorical(y_train, 10)))
     train = train.shuffle(len(x_train), seed=seed).batch(params.batch_size)
     dirs = method_dirs(config.paths, "mnist", seed)
-    seconds = fit(model, train, None, params.epochs, 0, dirs.curves)
+    seconds = fit(model, train, None, params.epochs, 0, dirs.curves, f"mnist {seed}")
     result = score(model.predict(as_inputs(digits.x_test), verbose=0), digits.y_test.astype(np.int64), 10)
     extra = {"train_seconds": round(seconds, 1), "epochs": params.epochs, "train_images": len(x_train)}
     write_test_metrics(result, digits.y_test.astype(np.int64), CLASSES, dirs.metrics, extra)
