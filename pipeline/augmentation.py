@@ -4,8 +4,9 @@ ImageDataGenerator.random_transform drew, per image, a rotation angle (degrees),
 fraction) and columns (width fraction), a shear angle (radians: Keras 2.0 read shear_range so), a zoom for
 rows and one for columns (independently in [1 - zoom, 1 + zoom]) and a horizontal flip; it multiplied
 rotation @ shift @ shear @ zoom into one matrix mapping an output pixel (row, col) to the input pixel it
-reads, moved it about the point (h / 2 + 0.5, w / 2 + 0.5), interpolated bilinearly (scipy order 1) with its
-fill mode, and flipped the result. Here the same matrices, with the flip folded in, are built for the whole
+reads, moved it about the point (h / 2 + 0.5, w / 2 + 0.5), resampled it with scipy's affine_transform at
+order 0 (the nearest input pixel; `interpolation: nearest` here, bilinear by default) with its fill mode, and
+flipped the result. Here the same matrices, with the flip folded in, are built for the whole
 batch and applied by one `ImageProjectiveTransformV3` call instead of five layers with five resamplings.
 """
 
@@ -88,15 +89,17 @@ def projective_transforms(matrices: tf.Tensor) -> tf.Tensor:
     return tf.stack([m[:, 1, 1], m[:, 1, 0], m[:, 1, 2], m[:, 0, 1], m[:, 0, 0], m[:, 0, 2], zero, zero], axis=1)
 
 
-def warp(images: tf.Tensor, matrices: tf.Tensor, fill_mode: str = "nearest") -> tf.Tensor:
-    """Resample a float batch (N, H, W, C) once through per-image (row, col) matrices, bilinear, like scipy's
-    affine_transform(order=1) with the same fill mode (constant: 0)."""
+def warp(
+    images: tf.Tensor, matrices: tf.Tensor, fill_mode: str = "nearest", interpolation: str = "bilinear"
+) -> tf.Tensor:
+    """Resample a float batch (N, H, W, C) once through per-image (row, col) matrices, like scipy's
+    affine_transform (bilinear: order 1, nearest: order 0) with the same fill mode (constant: 0)."""
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
         transforms=projective_transforms(matrices),
         output_shape=tf.shape(images)[1:3],
         fill_value=0.0,
-        interpolation="BILINEAR",
+        interpolation=interpolation.upper(),
         fill_mode=fill_mode.upper(),
     )
 
@@ -109,6 +112,6 @@ def augmenter(config: AugmentationConfig, seed: int) -> Callable[[tf.Tensor], tf
     def augment(images: tf.Tensor) -> tf.Tensor:
         height, width = images.shape[1], images.shape[2]
         draws = draw_warps(tf.shape(images)[0], height, width, config, generator)
-        return warp(images, warp_matrices(draws, height, width), config.fill_mode)
+        return warp(images, warp_matrices(draws, height, width), config.fill_mode, config.interpolation)
 
     return augment

@@ -33,6 +33,7 @@ TrainingPrecision = Literal["float32", "bfloat16"]
 Backend = Literal["local", "ray"]
 Pooling = Literal["auto", "flatten", "avg"]
 FillMode = Literal["nearest", "constant", "reflect", "wrap"]
+Interpolation = Literal["bilinear", "nearest"]
 Layout = Literal["auto", "kaggle", "folders"]
 IssueType = Literal["label_issue", "outlier", "near_duplicate", "leakage", "exact_duplicate"]
 LabelFilter = Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"]
@@ -281,6 +282,9 @@ class AugmentationConfig:
     zoom: Float = Real(0.2, "height and width independently in [1-z, 1+z] (seed: 0.2)", ge=0, lt=1)
     horizontal_flip: Bool = Field(True, description="seed: true")
     fill_mode: FillMode = Field("nearest", description="seed: nearest")
+    interpolation: Interpolation = Field(
+        "bilinear", description="resampling of the warp (seed: nearest: Keras 2.0 used scipy's order 0)"
+    )
 
 
 @dataclass(config=SCHEMA)

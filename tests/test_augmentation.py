@@ -16,9 +16,10 @@ PARAMS = {"theta": 0.5, "tx": 3.0, "ty": -5.0, "shear": 0.2, "zx": 0.9, "zy": 1.
 SCIPY_MODE = {"nearest": "nearest", "reflect": "reflect", "constant": "grid-constant"}
 
 
-def keras2_apply(x: np.ndarray, theta, tx, ty, shear, zx, zy, flip, fill_mode: str) -> np.ndarray:
+def keras2_apply(x: np.ndarray, theta, tx, ty, shear, zx, zy, flip, fill_mode: str, order: int = 0) -> np.ndarray:
     """Keras 2.0 random_transform after drawing: rotation @ shift @ shear @ zoom about (h/2 + 0.5, w/2 + 0.5),
-    scipy affine_transform order 1 per channel, then flip_axis on the columns."""
+    scipy affine_transform per channel (Keras 2.0: order 0; order 1 is the bilinear default here), then flip_axis
+    on the columns."""
     c, s = np.cos(theta), np.sin(theta)
     matrix = (
         np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
@@ -31,7 +32,7 @@ def keras2_apply(x: np.ndarray, theta, tx, ty, shear, zx, zy, flip, fill_mode: s
     reset = np.array([[1, 0, -o_x], [0, 1, -o_y], [0, 0, 1.0]])
     matrix = offset @ matrix @ reset
     channels = [
-        ndimage.affine_transform(x[..., k], matrix[:2, :2], matrix[:2, 2], order=1, mode=fill_mode, cval=0.0)
+        ndimage.affine_transform(x[..., k], matrix[:2, :2], matrix[:2, 2], order=order, mode=fill_mode, cval=0.0)
         for k in range(x.shape[-1])
     ]
     out = np.stack(channels, axis=-1)
@@ -53,8 +54,22 @@ def image() -> np.ndarray:
 def test_one_warp_equals_keras2_image_data_generator(image: np.ndarray, fill_mode: str, flip: float) -> None:
     params = {**PARAMS, "flip": flip}
     ours = warp(tf.constant(image[None]), warp_matrices(draws(**params), 30, 40), fill_mode).numpy()[0]
-    reference = keras2_apply(image.astype("float64"), **params, fill_mode=SCIPY_MODE[fill_mode])
+    reference = keras2_apply(image.astype("float64"), **params, fill_mode=SCIPY_MODE[fill_mode], order=1)
     np.testing.assert_allclose(ours, reference, atol=2e-3)
+
+
+@pytest.mark.parametrize("fill_mode", ["nearest", "reflect", "constant"])
+@pytest.mark.parametrize("flip", [0.0, 1.0])
+def test_nearest_interpolation_equals_keras2_order_0(image: np.ndarray, fill_mode: str, flip: float) -> None:
+    """Keras 2.0 resampled with order 0: each output pixel copies its nearest input pixel, the same one here
+    (float32 coordinates could round apart from scipy's float64 only exactly halfway between two pixels)."""
+    params = {**PARAMS, "flip": flip}
+    matrices = warp_matrices(draws(**params), 30, 40)
+    ours = warp(tf.constant(image[None]), matrices, fill_mode, "nearest").numpy()[0]
+    reference = keras2_apply(image.astype("float64"), **params, fill_mode=SCIPY_MODE[fill_mode], order=0)
+    same = np.isclose(ours, reference, atol=1e-3).all(axis=-1)
+    assert same.all(), same.mean()
+    assert not np.isclose(warp(tf.constant(image[None]), matrices, fill_mode).numpy()[0], reference).all()
 
 
 def test_matrix_maps_points_as_composed_by_hand() -> None:
