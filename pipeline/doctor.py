@@ -223,11 +223,30 @@ def check_accelerators() -> list[Finding]:
     return [gpu, bf16]
 
 
+def check_method_precision(config: Config) -> list[Finding]:
+    """A warning for each scratch convnet set to run in bfloat16 where bf16 is emulated (slower than float32)."""
+    if cpu_supports_bf16() or gpus_seen():
+        return []
+    methods = config.methods
+    asked = {"scratch": (methods.run.scratch, methods.scratch), "augment": (methods.run.augment, methods.augment)}
+    return [
+        Finding(
+            "warning",
+            "bfloat16",
+            f"methods.{name}.precision is bfloat16, but this CPU has no native bfloat16 (AVX512_BF16/AMX): "
+            f"{name}'s training is emulated, several times slower than float32",
+            f"set methods.{name}.precision: float32",
+        )
+        for name, (runs, params) in asked.items()
+        if runs and params.precision == "bfloat16"
+    ]
+
+
 def diagnose(config: Config) -> list[Finding]:
     findings = [check_raw(config)]
     findings += [check_weights(backbone, config) for backbone in config.featurize.backbones]
     findings.append(check_disk(config))
-    return findings + check_accelerators()
+    return findings + check_accelerators() + check_method_precision(config)
 
 
 def exit_code(findings: list[Finding]) -> int:

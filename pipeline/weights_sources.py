@@ -15,6 +15,7 @@ VGG16_WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applicatio
 VGG16_WEIGHTS_MD5 = "6d6bbae143d832006294945121d1f1fc"
 LITE_VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")  # where the CPU's flags are read (Linux)
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,10 @@ def file_digest(path: Path, algorithm: str, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def cpu_supports_bf16() -> bool:
+def cpu_supports_bf16(cpuinfo: Path = CPUINFO) -> bool:
     """True on CPUs with native bfloat16 (AVX512_BF16 or AMX), read from /proc/cpuinfo."""
     try:
-        flags = Path("/proc/cpuinfo").read_text().split()
+        flags = cpuinfo.read_text().split()
     except OSError:
         return False
     return any(flag in flags for flag in BF16_CPU_FLAGS)

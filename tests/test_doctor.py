@@ -13,6 +13,7 @@ import pytest
 import yaml
 from conftest import ROOT, sample_images, write_zip
 
+from pipeline import doctor as doctor_module
 from pipeline.config import load_config
 from pipeline.doctor import diagnose, exit_code, pending_report, projected_bytes
 from pipeline.quiet import is_noise
@@ -68,6 +69,26 @@ def test_offline_vgg16_imagenet_blocks_only_vgg16_with_the_exact_fix(tmp_path: P
     assert "ok       weights   efficientnet_lite0: ImageNet, from the pip package" in result.stdout
     assert "can run all but the stages of vgg16" in result.stdout
     assert "GPU" in result.stdout and "bfloat16" in result.stdout
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_scratch_convnets_on_an_emulating_cpu_are_a_warning(tmp_path: Path, monkeypatch, native) -> None:
+    """Only the methods set to run in bfloat16 are flagged, only where bf16 is emulated, and never as an error."""
+    root = project(
+        tmp_path,
+        methods__run__scratch=[42],
+        methods__run__augment=[],
+        methods__scratch__precision="bfloat16",
+        methods__augment__precision="bfloat16",
+    )
+    monkeypatch.setattr(doctor_module, "cpu_supports_bf16", lambda: native)
+    monkeypatch.setattr(doctor_module, "gpus_seen", lambda: [])
+    findings = doctor_module.check_method_precision(load_config(root / "params.yaml"))
+    if native:
+        assert findings == []
+    else:
+        assert [(f.level, f.fix) for f in findings] == [("warning", "set methods.scratch.precision: float32")]
+        assert "methods.scratch.precision is bfloat16" in findings[0].message
 
 
 def test_doctor_does_not_import_tensorflow(tmp_path: Path) -> None:

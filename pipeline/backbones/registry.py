@@ -13,6 +13,7 @@ import tensorflow as tf
 from pipeline.backbones.folding import fold_batchnorm
 from pipeline.backbones.mirror import mirror_averaged
 from pipeline.errors import ConfigError, InputError, WeightsUnavailableError
+from pipeline.weights_sources import CPUINFO, cpu_supports_bf16  # native_bf16 reads CPUINFO (tests repoint it)
 
 RANDOM_INIT_SEED = 0
 
@@ -112,19 +113,11 @@ class BackboneSpec:
 
 
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-CPUINFO = Path("/proc/cpuinfo")  # where the CPU's flags are read (Linux)
 
 
 def native_bf16() -> bool:
     """A GPU, or a CPU with native bfloat16 arithmetic (AVX512_BF16 or AMX); elsewhere bf16 is emulated (slow)."""
-    if tf.config.list_physical_devices("GPU"):
-        return True
-    try:
-        flags = CPUINFO.read_text().split()
-    except OSError:
-        flags = []
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
+    return bool(tf.config.list_physical_devices("GPU")) or cpu_supports_bf16(CPUINFO)
 
 
 def resolve_precision(precision: str) -> str:

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import keras
 
 from pipeline.augmentation import augmenter
+from pipeline.backbones.registry import native_bf16
 from pipeline.config import Config, ScratchConfig
 from pipeline.errors import ConfigError
 from pipeline.methods.common import (
@@ -37,6 +38,17 @@ def dtype_policy(precision: str) -> Iterator[None]:
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def emulated_bf16_note(key: str, precision: str) -> str | None:
+    """A warning when `key` asks for bfloat16 where it is emulated (a CPU without AVX512_BF16 or AMX, no GPU):
+    there mixed precision trains several times slower than float32 instead of faster."""
+    if precision != "bfloat16" or native_bf16():
+        return None
+    return (
+        f"warning: {key} is bfloat16, but this CPU has no native bfloat16 (AVX512_BF16 or AMX) and no GPU is "
+        f"seen: bf16 is emulated here and trains several times slower than float32. Set {key}: float32 for speed."
+    )
 
 
 def build_scratch_model(
