@@ -234,7 +234,7 @@ def check_method_precision(config: Config) -> list[Finding]:
             "warning",
             "bfloat16",
             f"methods.{name}.precision is bfloat16, but this CPU has no native bfloat16 (AVX512_BF16/AMX): "
-            f"{name}'s training is emulated, several times slower than float32",
+            f"{name}'s training is emulated (11-16x slower than float32 in bench-train on an AMD EPYC with AVX2)",
             f"set methods.{name}.precision: float32",
         )
         for name, (runs, params) in asked.items()
