@@ -24,6 +24,7 @@ from pipeline.weights_sources import (
     VGG16_WEIGHTS_MD5,
     VGG16_WEIGHTS_URL,
     cpu_supports_bf16,
+    emulated_bf16_problem,
     file_digest,
     lite_packaged_weights,
     lite_pip_package,
@@ -230,13 +231,7 @@ def check_method_precision(config: Config) -> list[Finding]:
     methods = config.methods
     asked = {"scratch": (methods.run.scratch, methods.scratch), "augment": (methods.run.augment, methods.augment)}
     return [
-        Finding(
-            "warning",
-            "bfloat16",
-            f"methods.{name}.precision is bfloat16, but this CPU has no native bfloat16 (AVX512_BF16/AMX): "
-            f"{name}'s training is emulated (11-16x slower than float32 in bench-train on an AMD EPYC with AVX2)",
-            f"set methods.{name}.precision: float32",
-        )
+        Finding("warning", "bfloat16", *emulated_bf16_problem(f"methods.{name}.precision"))
         for name, (runs, params) in asked.items()
         if runs and params.precision == "bfloat16"
     ]

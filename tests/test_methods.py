@@ -27,7 +27,6 @@ from pipeline.errors import StoreError
 from pipeline.methods import augment, augmented_heads, convnet, end_to_end, finetune, scratch
 from pipeline.methods.augmented_features import write_augmented_features
 from pipeline.methods.augmented_store import augmented_path, read_augmented
-from pipeline.methods.cli import warn_emulated_bf16
 from pipeline.methods.common import (
     compile_model,
     evaluate_model,
@@ -37,7 +36,7 @@ from pipeline.methods.common import (
     preprocessor,
     read_split,
 )
-from pipeline.methods.convnet import build_scratch_model
+from pipeline.methods.convnet import build_scratch_model, warn_emulated_bf16
 from pipeline.methods.end_to_end import build_end_to_end
 from pipeline.methods.finetune import unfreeze_from
 from pipeline.split import split
@@ -88,16 +87,16 @@ def test_bfloat16_scratch_convnet_trains_saves_and_reloads(tmp_path: Path) -> No
 @pytest.mark.parametrize("native", [True, False])
 def test_bfloat16_where_it_is_emulated_warns_with_the_key_and_the_fix(monkeypatch, capsys, native: bool) -> None:
     """A CPU without AVX512_BF16/AMX (this session's AMD EPYC) emulates bf16: the scratch convnets would train
-    several times slower than in float32, so the method says so on stderr, naming the param; float32 is quiet."""
+    11-16x slower than in float32, so the method says so on stderr, naming the param; float32 is quiet."""
     monkeypatch.setattr(convnet, "native_bf16", lambda: native)
-    warn_emulated_bf16("augment", "bfloat16")
-    warn_emulated_bf16("scratch", "float32")
+    warn_emulated_bf16("methods.augment.precision", "bfloat16")
+    warn_emulated_bf16("methods.scratch.precision", "float32")
     err = capsys.readouterr().err
     if native:
         assert err == ""
     else:
         assert err.count("warning:") == 1 and "methods.augment.precision is bfloat16" in err
-        assert "Set methods.augment.precision: float32" in err
+        assert "Fix: set methods.augment.precision: float32" in err
 
 
 def test_end_to_end_model_and_finetune_unfreezing_vgg16() -> None:

@@ -24,21 +24,12 @@ def echo_report(report) -> None:
     )
 
 
-def warn_emulated_bf16(method: str, precision: str) -> None:
-    from pipeline.methods.convnet import emulated_bf16_note
-
-    if note := emulated_bf16_note(f"methods.{method}.precision", precision):
-        typer.echo(note, err=True)
-
-
 @method_app.command()
 def scratch(seed: int, params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Train the seed's small convnet from scratch on the split images."""
     from pipeline.methods import scratch as method
 
-    config = load_config(params)
-    warn_emulated_bf16("scratch", config.methods.scratch.precision)
-    echo_report(method.run(config, seed))
+    echo_report(method.run(load_config(params), seed))
 
 
 @method_app.command()
@@ -46,9 +37,7 @@ def augment(seed: int, params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Train the scratch convnet with dropout on augmented images."""
     from pipeline.methods import augment as method
 
-    config = load_config(params)
-    warn_emulated_bf16("augment", config.methods.augment.precision)
-    echo_report(method.run(config, seed))
+    echo_report(method.run(load_config(params), seed))
 
 
 @method_app.command("end-to-end")

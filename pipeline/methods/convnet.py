@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +21,7 @@ from pipeline.methods.common import (
     read_splits,
     run_image_method,
 )
+from pipeline.weights_sources import emulated_bf16_problem
 
 FILTERS = (32, 64, 128, 128)
 MIN_INPUT = 46  # four conv + pool steps leave a 1x1 map
@@ -40,16 +42,12 @@ def dtype_policy(precision: str) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def emulated_bf16_note(key: str, precision: str) -> str | None:
-    """A warning when `key` asks for bfloat16 where it is emulated (a CPU without AVX512_BF16 or AMX, no GPU):
-    there mixed precision trains several times slower than float32 instead of faster."""
-    if precision != "bfloat16" or native_bf16():
-        return None
-    return (
-        f"warning: {key} is bfloat16, but this CPU has no native bfloat16 (AVX512_BF16 or AMX) and no GPU is "
-        f"seen: bf16 is emulated here, and trained 11-16x slower than float32 on such a CPU (bench-train, AMD EPYC "
-        f"with AVX2). Set {key}: float32 for speed."
-    )
+def warn_emulated_bf16(key: str, precision: str) -> None:
+    """On stderr: param `key` asks for bfloat16 where it is emulated (a CPU without AVX512_BF16 or AMX, no GPU),
+    where mixed precision trains slower than float32 instead of faster."""
+    if precision == "bfloat16" and not native_bf16():
+        problem, fix = emulated_bf16_problem(key)
+        print(f"warning: {problem}. Fix: {fix}.", file=sys.stderr)
 
 
 def build_scratch_model(
@@ -83,6 +81,7 @@ def build_scratch_model(
 
 def train_convnet(config: Config, method: str, params: ScratchConfig, seed: int, augment: bool) -> MethodReport:
     """Train the scratch convnet (RMSprop, the seed's loss) with or without the seed's augmentation."""
+    warn_emulated_bf16(f"methods.{method}.precision", params.precision)
     keras.utils.set_random_seed(seed)
     splits = read_splits(config.paths.split)
     n_classes = len(splits["train"].classes)
