@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import SPLITS
-from pipeline.errors import InputError, StoreError
+from pipeline.core.config import SPLITS
+from pipeline.core.errors import InputError, StoreError
 from pipeline.heads.pooling import pool
-from pipeline.store import FeatureStore
+from pipeline.store.index import FeatureStore
 
 POOLINGS = ("none", "auto", "avg", "max", "flatten")
 EXPORT_FORMATS = ("npy", "parquet")

@@ -44,8 +44,8 @@ def sample_images(per_class: int, classes: tuple[str, ...] = ("cat", "dog"), sta
 
 def make_split(root: Path, per_class: int, train: int, validation: int, test: int) -> Path:
     """Real sample JPEGs in root/images, split into root/split by the split stage; returns the manifest."""
-    from pipeline.config import SplitConfig
-    from pipeline.split import split
+    from pipeline.core.config import SplitConfig
+    from pipeline.stages.split import split
 
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ import pytest
 from conftest import ROOT, make_split, run, tool_env
 
 from pipeline.api import export, load_dataset, load_split
-from pipeline.config import BackboneConfig, FeaturizeConfig
-from pipeline.featurize import featurize
-from pipeline.store import FeatureStore
+from pipeline.core.config import BackboneConfig, FeaturizeConfig
+from pipeline.stages.featurize import featurize
+from pipeline.store.index import FeatureStore
 
 pytestmark = pytest.mark.slow
 

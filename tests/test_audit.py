@@ -15,7 +15,7 @@ import yaml
 from conftest import MNIST_DIR, make_project, run, sample_images
 from PIL import Image
 
-from pipeline.config import ConfigError, load_config
+from pipeline.core.config import ConfigError, load_config
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def jpeg(image: Image.Image, quality: int = 90) -> bytes:
 
 
 def mnist_digit(index: int = 0) -> Image.Image:
-    from pipeline.methods.idx import read_idx
+    from pipeline.training.idx import read_idx
 
     digits = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")
     return Image.fromarray(digits[index]).resize((200, 200), Image.Resampling.BILINEAR).convert("RGB")

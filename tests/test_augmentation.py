@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from pipeline.augmentation import WarpDraws, augmenter, draw_warps, warp, warp_matrices
-from pipeline.config import AugmentationConfig
+from pipeline.core.config import AugmentationConfig
+from pipeline.images.augmentation import WarpDraws, augmenter, draw_warps, warp, warp_matrices
 
 PARAMS = {"theta": 0.5, "tx": 3.0, "ty": -5.0, "shear": 0.2, "zx": 0.9, "zy": 1.15, "flip": 1.0}
 SCIPY_MODE = {"nearest": "nearest", "reflect": "reflect", "constant": "grid-constant"}

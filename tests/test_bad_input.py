@@ -24,13 +24,13 @@ import yaml
 from conftest import ROOT, sample_images, write_zip
 from PIL import Image, ImageFile
 
-from pipeline.config import ExtractConfig, SplitConfig, validate
-from pipeline.errors import ConfigError, ExtractError, SplitError
-from pipeline.extract import extract
-from pipeline.image_input import decode_image
-from pipeline.images import check_file, check_image, pillow_limits
-from pipeline.manifest import read_manifest
-from pipeline.split import split
+from pipeline.core.config import ExtractConfig, SplitConfig, validate
+from pipeline.core.errors import ConfigError, ExtractError, SplitError
+from pipeline.images.decode import decode_image
+from pipeline.images.gate import check_file, check_image, pillow_limits
+from pipeline.stages.extract import extract
+from pipeline.stages.split import split
+from pipeline.store.manifest import read_manifest
 
 MAX_PIXELS = 1_000_000
 SIZES = {"train": 14, "validation": 6, "test": 6}  # 26 per class: exactly cat's valid images

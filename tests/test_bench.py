@@ -7,7 +7,7 @@ import pytest
 from conftest import SAMPLE_ZIP, run
 
 from pipeline.backbones import get_backbone
-from pipeline.bench import model_flops
+from pipeline.tools.bench import model_flops
 
 
 def test_vgg16_conv_base_flops_match_the_published_count() -> None:
@@ -46,7 +46,7 @@ def test_bench_runs_both_paths_on_the_same_images(tmp_path) -> None:
 
 
 def test_scratch_convnet_flops_by_hand() -> None:
-    from pipeline.methods.convnet import build_scratch_model
+    from pipeline.training.convnet import build_scratch_model
 
     convs = [(3, 32, 148), (32, 64, 72), (64, 128, 34), (128, 128, 15)]  # (in, out, output side) of 3x3 convs
     expected = sum(2 * 9 * cin * cout * side * side for cin, cout, side in convs) + 2 * (7 * 7 * 128 * 512 + 512)

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import BACKBONES, HEADS, Config, load_config, markdown_table, validate
-from pipeline.errors import ConfigError
+from pipeline.core.config import BACKBONES, HEADS, Config, load_config, validate
+from pipeline.core.errors import ConfigError
+from pipeline.core.params_table import markdown_table
 from tests.conftest import ROOT, tool_env
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -10,9 +10,9 @@ import pytest
 from conftest import sample_images
 from PIL import Image
 
-from pipeline.contact_sheet import contact_sheet
-from pipeline.evaluate import mistakes, mistakes_sheet, write_mistakes
-from pipeline.metrics import per_class_report
+from pipeline.reporting.contact_sheet import contact_sheet
+from pipeline.reporting.metrics import per_class_report
+from pipeline.stages.evaluate import mistakes, mistakes_sheet, write_mistakes
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from conftest import ROOT, sample_images, write_zip
 
-from pipeline import doctor as doctor_module
-from pipeline.config import load_config
-from pipeline.doctor import diagnose, exit_code, pending_report, projected_bytes
-from pipeline.quiet import is_noise
+from pipeline.cli.quiet import is_noise
+from pipeline.core.config import load_config
+from pipeline.tools import doctor as doctor_module
+from pipeline.tools.doctor import diagnose, exit_code, pending_report, projected_bytes
 
 OFFLINE = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}  # a port nothing listens on
 
@@ -162,7 +162,7 @@ def test_noise_patterns() -> None:
 @pytest.mark.slow
 def test_tensorflow_startup_is_silenced_unless_verbose(tmp_path: Path) -> None:
     code = (
-        "import sys; from pipeline.quiet import silence_tensorflow_noise; silence_tensorflow_noise(sys.argv[1:]); "
+        "import sys; from pipeline.cli.quiet import silence_tensorflow_noise; silence_tensorflow_noise(sys.argv[1:]); "
         "import tensorflow as tf; tf.config.list_physical_devices('GPU'); print('still here', file=sys.stderr)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

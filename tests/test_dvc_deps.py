@@ -25,7 +25,7 @@ import typer
 import yaml
 
 from pipeline.cli import app
-from pipeline.config import BACKBONES, MethodsRun
+from pipeline.core.config import BACKBONES, MethodsRun
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "pipeline"
@@ -253,7 +253,7 @@ def test_the_closure_follows_deferred_and_named_imports() -> None:
     assert {
         "pipeline/heads/logreg.py",
         "pipeline/heads/dense.py",
-        "pipeline/metrics.py",
-        "pipeline/store.py",
+        "pipeline/reporting/metrics.py",
+        "pipeline/store/index.py",
     } <= modules
-    assert "pipeline/featurize.py" not in modules and "pipeline/train.py" not in modules
+    assert "pipeline/stages/featurize.py" not in modules and "pipeline/stages/train.py" not in modules

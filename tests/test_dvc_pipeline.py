@@ -10,7 +10,7 @@ import yaml
 from conftest import TINY_PARAMS, check_test_metrics, make_project, run
 
 from pipeline.heads import load_head
-from pipeline.store import FeatureStore
+from pipeline.store.index import FeatureStore
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def test_a_code_change_reruns_featurize_without_computing_a_row(project: Path) -
     leaves the recipe alone reruns the stage, which computes nothing and keeps every chunk."""
     chunks = project / "features" / "vgg16.chunks"
     before = {p.name: p.stat().st_mtime_ns for p in chunks.iterdir()}
-    code = project / "pipeline" / "local_backend.py"
+    code = project / "pipeline" / "compute" / "local.py"
     code.write_text(code.read_text() + "\n# a refactoring that changes no number\n")
     assert "featurize@vgg16" in json.loads(run(["dvc", "status", "--json"], project).stdout)
     start = time.perf_counter()

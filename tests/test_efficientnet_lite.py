@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from pipeline.backbones import WeightsUnavailableError, get_backbone
+from pipeline.backbones import WeightsUnavailableError, get_backbone, lite_weights
 from pipeline.backbones import efficientnet_lite as lite
 from pipeline.backbones.efficientnet_lite import (
     efficientnet_lite0,
@@ -22,7 +22,7 @@ from pipeline.backbones.efficientnet_lite import (
     fetch_imagenet_weights,
     preprocess_input,
 )
-from pipeline.config import load_config
+from pipeline.core.config import load_config
 
 SAMPLE_ZIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dogs-vs-cats-sample" / "train.zip"
 CAT_CLASSES = range(281, 294)
@@ -155,7 +155,7 @@ def _torch_forward(state: dict[str, np.ndarray], image: np.ndarray, stage_repeat
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_keras_port_matches_a_numpy_torch_forward(variant: str) -> None:
-    state = lite.load_torch_state_dict(fetch_imagenet_weights(variant))
+    state = lite_weights.load_torch_state_dict(fetch_imagenet_weights(variant))
     assert sum(ARCHITECTURE[variant][1]) == 1 + max(int(k.split(".")[1]) for k in state if k.startswith("_blocks."))
     image = np.random.default_rng(2).uniform(-1, 1, size=(96, 80, 3)).astype("float32")
     model = efficientnet_lite_variant(
@@ -166,14 +166,14 @@ def test_keras_port_matches_a_numpy_torch_forward(variant: str) -> None:
 
 
 def test_weight_mapping_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    state = lite.load_torch_state_dict(fetch_imagenet_weights())
+    state = lite_weights.load_torch_state_dict(fetch_imagenet_weights())
     model = lite.efficientnet_lite(lite.DEFAULT_BLOCKS_ARGS, "m", True, (64, 64, 3), None, 10, None)
-    monkeypatch.setattr(lite, "load_torch_state_dict", lambda path: dict(state))
+    monkeypatch.setattr(lite_weights, "load_torch_state_dict", lambda path: dict(state))
     with pytest.raises(ValueError, match="Shape mismatch for '_fc'"):
-        lite.load_torch_weights(model, "x.pth")
+        lite_weights.load_torch_weights(model, "x.pth")
     del state["_blocks.3._bn1.running_var"]
     with pytest.raises(ValueError, match=r"no '_blocks\.3\._bn1\.running_var'.*block3_bn"):
-        lite.load_torch_weights(model, "x.pth")
+        lite_weights.load_torch_weights(model, "x.pth")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -243,7 +243,7 @@ def test_project_params_use_the_native_size_and_a_real_filter_layer(variant: str
 
 def test_schema_default_sizes_are_the_registrys() -> None:
     from pipeline.backbones import backbone_names
-    from pipeline.config import DEFAULT_INPUT_SIZES, Config
+    from pipeline.core.config import DEFAULT_INPUT_SIZES, Config
 
     assert {name: get_backbone(name).default_input_size for name in backbone_names()} == DEFAULT_INPUT_SIZES
     assert {name: Config().backbone(name).input_size for name in backbone_names()} == DEFAULT_INPUT_SIZES

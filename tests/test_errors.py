@@ -43,13 +43,13 @@ def test_the_debug_switch_shows_the_traceback(tmp_path: Path, switch: str) -> No
 
 def test_a_bug_keeps_its_traceback(monkeypatch, capsys) -> None:
     """A ValueError from numpy or Keras is not a PipelineError: it propagates with its traceback."""
-    import pipeline.store
+    import pipeline.store.index
     from pipeline.cli import main
 
     def broken(path: Path) -> str:
         raise ValueError("operands could not be broadcast together")  # what a numpy bug looks like
 
-    monkeypatch.setattr(pipeline.store, "describe", broken)
+    monkeypatch.setattr(pipeline.store.index, "describe", broken)
     monkeypatch.setattr(sys, "argv", ["pipeline", "store", "info", "x.h5"])
     with pytest.raises(ValueError, match="broadcast"):
         main()

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_ZIP, sample_images, write_competition_zip, write_zip
 
-from pipeline.errors import ExtractError
-from pipeline.extract import extract
+from pipeline.core.errors import ExtractError
+from pipeline.stages.extract import extract
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from conftest import make_split
 
-from pipeline.atomic import partial_path
-from pipeline.config import SPLITS, BackboneConfig, FeaturizeConfig
-from pipeline.featurize import featurize
-from pipeline.image_input import image_batches
-from pipeline.manifest import read_manifest
-from pipeline.store import FeatureStore
+from pipeline.core.atomic import partial_path
+from pipeline.core.config import SPLITS, BackboneConfig, FeaturizeConfig
+from pipeline.images.decode import image_batches
+from pipeline.stages.featurize import featurize
+from pipeline.store.index import FeatureStore
+from pipeline.store.manifest import read_manifest
 
 
 @pytest.fixture(scope="module")

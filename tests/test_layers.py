@@ -1,94 +1,60 @@
-"""The package's layers (README "Layout"): each module imports only its own or lower layers' modules, a stage
-never imports another stage, and errors.py imports nothing heavy. Read from the code with ast, every import
-statement counted, function-level ones too (a deferred import does not hide an edge here)."""
+"""The package's layers are its folders (CONTRIBUTING.md, "Layout"): a module's folder decides what it may import.
+
+Each module imports only modules of its own or a lower floor, a stage never imports another stage, and the core
+imports nothing heavy. Read from the code with ast, every import statement counted, function-level ones too (a
+deferred import does not hide an edge here). Moving a module to another folder is the only way to change its
+rights: nothing here names a single module.
+"""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 
-LEAF, LIBRARY, BACKEND, STAGE, CLI = range(5)
-LAYERS = {
-    LEAF: ["errors", "config", "atomic", "quiet", "progress", "weights_sources"],
-    LIBRARY: [
-        "manifest",
-        "images",
-        "image_input",
-        "chunks",
-        "store",
-        "metrics",
-        "curves",
-        "curve_plots",
-        "conv_base",
-        "contact_sheet",
-        "backbones",
-        "heads",
-        "methods.common",
-        "methods.convnet",
-        "methods.idx",
-        "methods.augmented_store",
-        "similarity",
-        "pooled",
-        "drop_list",
-        "augmentation",
-    ],
-    BACKEND: ["compute", "local_backend", "ray_backend"],
-    STAGE: [
-        "extract",
-        "split",
-        "weights",
-        "featurize",
-        "train",
-        "evaluate",
-        "predict",
-        "verify",
-        "visualize",
-        "methods",
-        "audit",
-        "neighbors",
-    ],
-    CLI: [
-        "__init__",
-        "__main__",
-        "cli",
-        "api",
-        "bench",
-        "doctor",
-        "train_bench",
-        "methods.cli",
-        "visualize.cli",
-        "audit.cli",
-        "audit.bench",
-    ],
+PACKAGE = ROOT / "pipeline"
+CORE, LIBRARY, COMPUTE, STAGE, INTERFACE = range(5)
+FOLDERS = {
+    "core": CORE,
+    "store": LIBRARY,
+    "images": LIBRARY,
+    "backbones": LIBRARY,
+    "heads": LIBRARY,
+    "reporting": LIBRARY,
+    "training": LIBRARY,
+    "compute": COMPUTE,
+    "stages": STAGE,
+    "methods": STAGE,
+    "audit": STAGE,
+    "visualize": STAGE,
+    "cli": INTERFACE,
+    "tools": INTERFACE,
 }
+TOP_LEVEL = {"__init__": INTERFACE, "__main__": INTERFACE, "api": INTERFACE}
+# In these folders each module is a stage of its own; audit/ and visualize/ are one stage each.
+ONE_STAGE_PER_MODULE = {"stages", "methods"}
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT / "pipeline").with_suffix("").parts)
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
     if parts[-1] == "__init__" and len(parts) > 1:
         parts.pop()
     return ".".join(parts)
 
 
 def layer_of(module: str) -> tuple[int, str]:
-    """(layer, unit): the longest listed prefix decides; a unit is what 'another stage' means."""
-    best = max(
-        ((layer, prefix) for layer, prefixes in LAYERS.items() for prefix in prefixes if is_within(module, prefix)),
-        key=lambda item: len(item[1]),
-        default=None,
-    )
-    if best is None:
-        raise AssertionError(f"pipeline.{module} is in no layer: add it to LAYERS here and to the README's Layout.")
-    layer, prefix = best
-    return layer, (module if prefix == "methods" else prefix)  # visualize/ is one stage, each method another
-
-
-def is_within(module: str, prefix: str) -> bool:
-    return module == prefix or module.startswith(prefix + ".")
+    """(floor, unit): the floor of the module's folder; a unit is what 'another stage' means."""
+    folder, _, rest = module.partition(".")
+    if folder in FOLDERS:
+        unit = module if folder in ONE_STAGE_PER_MODULE and rest else folder
+        return FOLDERS[folder], unit
+    if module in TOP_LEVEL:
+        return TOP_LEVEL[module], module
+    raise AssertionError(f"pipeline.{module} is in no layer: put it in one of the folders {sorted(FOLDERS)}.")
 
 
 def project_imports(path: Path) -> set[str]:
@@ -109,7 +75,7 @@ def module_exists(dotted: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
-MODULES = sorted(ROOT.glob("pipeline/**/*.py"))
+MODULES = sorted(PACKAGE.glob("**/*.py"))
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
@@ -117,16 +83,33 @@ def test_imports_follow_the_layers(path: Path) -> None:
     source = module_name(path)
     layer, unit = layer_of(source)
     for target in project_imports(path):
-        if target == "__init__" or is_within(source, target) or is_within(target, source):
-            continue  # a package and its own modules
+        if target == "__init__" or target == source:
+            continue
         target_layer, target_unit = layer_of(target)
-        assert target_layer <= layer, f"pipeline.{source} (layer {layer}) imports pipeline.{target} ({target_layer})"
+        assert target_layer <= layer, f"pipeline.{source} (floor {layer}) imports pipeline.{target} ({target_layer})"
         if layer == STAGE and target_layer == STAGE:
             assert target_unit == unit, f"stage pipeline.{source} imports another stage, pipeline.{target}"
 
 
-def test_errors_is_a_leaf() -> None:
-    tree = ast.parse((ROOT / "pipeline" / "errors.py").read_text())
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert imported <= {"__future__", "os", "sys", "traceback", "collections.abc"}
+def test_every_folder_has_a_floor_and_says_what_it_holds() -> None:
+    folders = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert folders == set(FOLDERS), "a folder of pipeline/ without a floor here (or one listed that is gone)"
+    for folder in folders:
+        assert ast.get_docstring(ast.parse((PACKAGE / folder / "__init__.py").read_text())), f"{folder}/__init__.py"
+    assert {p.stem for p in PACKAGE.glob("*.py")} == set(TOP_LEVEL), "top-level modules are the interface only"
+
+
+def test_nothing_nests_below_a_folder() -> None:
+    """Two levels (pipeline/<folder>/<module>.py): the tree stays readable from `ls pipeline/*/`."""
+    assert [p.relative_to(PACKAGE) for p in MODULES if len(p.relative_to(PACKAGE).parts) > 2] == []
+
+
+def test_core_imports_nothing_heavy() -> None:
+    """The core is the standard library, pydantic and yaml: doctor and params never pay for TensorFlow or h5py."""
+    allowed = set(sys.stdlib_module_names) | {"yaml", "pydantic", "pipeline"}
+    for path in (PACKAGE / "core").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        heavy = {name for name in imported if name.split(".")[0] not in allowed}
+        assert heavy == set(), f"pipeline/core/{path.name} imports {sorted(heavy)}"

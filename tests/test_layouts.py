@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from conftest import sample_images
 
-from pipeline.config import SplitConfig
-from pipeline.errors import ExtractError, SplitError
-from pipeline.extract import extract
-from pipeline.manifest import read_manifest
-from pipeline.split import split
+from pipeline.core.config import SplitConfig
+from pipeline.core.errors import ExtractError, SplitError
+from pipeline.stages.extract import extract
+from pipeline.stages.split import split
+from pipeline.store.manifest import read_manifest
 
 
 def pet_files(per_class: int) -> dict[str, bytes]:
@@ -163,7 +163,7 @@ def test_too_few_images_lists_each_class_and_bad_sizes_name_the_key(tmp_path: Pa
 
 
 def test_bench_prepares_images_of_any_layout(tmp_path: Path) -> None:
-    from pipeline.bench import prepare_images
+    from pipeline.tools.bench import prepare_images
 
     raw = write_zip(tmp_path / "raw.zip", {f"PetImages/{name}": data for name, data in pet_files(4).items()})
     manifest = prepare_images(raw, per_class=3, repeat=2, folder=tmp_path / "bench")

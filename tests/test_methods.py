@@ -14,7 +14,7 @@ import yaml
 from conftest import TINY_PARAMS, check_test_metrics, make_project, run, sample_images
 
 from pipeline.backbones import get_backbone
-from pipeline.config import (
+from pipeline.core.config import (
     BackboneConfig,
     Config,
     FeaturizeConfig,
@@ -23,11 +23,15 @@ from pipeline.config import (
     SplitConfig,
     TrainConfig,
 )
-from pipeline.errors import StoreError
-from pipeline.methods import augment, augmented_heads, convnet, end_to_end, finetune, scratch
+from pipeline.core.errors import StoreError
+from pipeline.methods import augment, augmented_heads, end_to_end, finetune, scratch
 from pipeline.methods.augmented_features import write_augmented_features
-from pipeline.methods.augmented_store import augmented_path, read_augmented
-from pipeline.methods.common import (
+from pipeline.methods.end_to_end import build_end_to_end
+from pipeline.methods.finetune import unfreeze_from
+from pipeline.stages.split import split
+from pipeline.training import convnet
+from pipeline.training.augmented_store import augmented_path, read_augmented
+from pipeline.training.common import (
     compile_model,
     evaluate_model,
     image_dataset,
@@ -36,10 +40,7 @@ from pipeline.methods.common import (
     preprocessor,
     read_split,
 )
-from pipeline.methods.convnet import build_scratch_model, warn_emulated_bf16
-from pipeline.methods.end_to_end import build_end_to_end
-from pipeline.methods.finetune import unfreeze_from
-from pipeline.split import split
+from pipeline.training.convnet import build_scratch_model, warn_emulated_bf16
 
 SEED_LAYER_PARAMS = [896, 18_496, 73_856, 147_584, 3_211_776, 513]
 
@@ -214,7 +215,7 @@ def test_end_to_end_then_finetune(project: Config) -> None:
 
 @pytest.mark.slow
 def test_augmented_features_store_and_heads(project: Config) -> None:
-    from pipeline.featurize import featurize
+    from pipeline.stages.featurize import featurize
 
     store = project.paths.store("vgg16")
     featurize("vgg16", project.backbone("vgg16"), project.featurize, project.paths.manifest, store)

@@ -7,12 +7,12 @@ import pytest
 from conftest import make_split
 
 from pipeline.backbones import get_backbone
-from pipeline.config import BackboneConfig, FeaturizeConfig, validate
-from pipeline.errors import ConfigError
-from pipeline.featurize import feature_recipe, featurize
-from pipeline.image_input import image_batches
-from pipeline.manifest import read_manifest
-from pipeline.store import FeatureStore
+from pipeline.core.config import BackboneConfig, FeaturizeConfig, validate
+from pipeline.core.errors import ConfigError
+from pipeline.images.decode import image_batches
+from pipeline.stages.featurize import feature_recipe, featurize
+from pipeline.store.index import FeatureStore
+from pipeline.store.manifest import read_manifest
 
 
 def test_mirror_average_is_the_mean_of_the_map_and_the_mirrored_map_flipped_back() -> None:

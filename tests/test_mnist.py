@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from conftest import MNIST_DIR
 
-from pipeline.config import Config, MethodsConfig, Paths
-from pipeline.errors import IdxError
+from pipeline.core.config import Config, MethodsConfig, Paths
+from pipeline.core.errors import IdxError
 from pipeline.methods import mnist
-from pipeline.methods.common import load_model, method_dirs
-from pipeline.methods.idx import read_idx, write_idx
+from pipeline.training.common import load_model, method_dirs
+from pipeline.training.idx import read_idx, write_idx
 
 IMAGES = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
 LABELS = MNIST_DIR / "t10k-labels-idx1-ubyte.gz"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.predict import Prediction, expand_inputs, render
+from pipeline.stages.predict import Prediction, expand_inputs, render
 
 
 def test_inputs_expand_folders_globs_and_say_what_is_missing(tmp_path: Path) -> None:

@@ -15,14 +15,14 @@ import pytest
 import yaml
 from conftest import sample_images
 
-from pipeline.chunks import CHUNK_GLOB
-from pipeline.compute import ComputeBackend, ComputeJob
-from pipeline.config import BackboneConfig, ConfigError, FeaturizeConfig, RayConfig, SplitConfig, load_config
-from pipeline.featurize import Shard, compute_backend, featurize
-from pipeline.manifest import read_manifest
-from pipeline.split import split
-from pipeline.store import FeatureStore, chunk_folder
-from pipeline.verify import verify
+from pipeline.compute.protocol import ComputeBackend, ComputeJob
+from pipeline.core.config import BackboneConfig, ConfigError, FeaturizeConfig, RayConfig, SplitConfig, load_config
+from pipeline.stages.featurize import Shard, compute_backend, featurize
+from pipeline.stages.split import split
+from pipeline.store.chunks import CHUNK_GLOB
+from pipeline.store.index import FeatureStore, chunk_folder
+from pipeline.store.manifest import read_manifest
+from pipeline.store.verify import verify
 
 pytest.importorskip("ray.data")
 

@@ -11,10 +11,10 @@ import tensorflow as tf
 from conftest import make_split
 
 from pipeline.backbones import backbone_names, get_backbone, registry
-from pipeline.chunks import CHUNK_GLOB
-from pipeline.config import BackboneConfig, FeaturizeConfig
-from pipeline.featurize import featurize
-from pipeline.store import FeatureStore, chunk_folder
+from pipeline.core.config import BackboneConfig, FeaturizeConfig
+from pipeline.stages.featurize import featurize
+from pipeline.store.chunks import CHUNK_GLOB
+from pipeline.store.index import FeatureStore, chunk_folder
 
 
 @pytest.mark.parametrize("name", backbone_names())

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from conftest import TINY_PARAMS, make_project, make_split, run, sample_images, tool_env, write_zip
 
-from pipeline.store import chunk_folder
-from pipeline.verify import verify
+from pipeline.store.index import chunk_folder
+from pipeline.store.verify import verify
 
 pytestmark = pytest.mark.slow
 

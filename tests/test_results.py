@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from conftest import sample_images
 
-from pipeline.curve_plots import CurveRecorder, confusion_png
 from pipeline.heads import TrainingData, get_head
 from pipeline.heads.logreg import C_GRID
-from pipeline.progress import Progress
+from pipeline.reporting.curve_plots import CurveRecorder, confusion_png
+from pipeline.reporting.progress import Progress
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -60,8 +60,8 @@ def test_progress_prints_a_line_each_tenth_when_not_a_terminal(capsys) -> None:
 
 
 def test_split_reports_progress_on_large_inputs(tmp_path, capsys, monkeypatch) -> None:
-    import pipeline.split as split_module
-    from pipeline.config import SplitConfig
+    import pipeline.stages.split as split_module
+    from pipeline.core.config import SplitConfig
 
     monkeypatch.setattr(split_module, "PROGRESS_FROM", 20)  # the same code path as 2,000 images, on 24
     images = tmp_path / "images"

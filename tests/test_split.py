@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.config import SplitConfig
-from pipeline.errors import SplitError
-from pipeline.manifest import read_manifest
-from pipeline.split import split
+from pipeline.core.config import SplitConfig
+from pipeline.core.errors import SplitError
+from pipeline.stages.split import split
+from pipeline.store.manifest import read_manifest
 
 
 def tiny_jpeg(seed: int) -> bytes:

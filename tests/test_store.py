@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from conftest import make_split
 
-from pipeline.chunks import ChunkError, write_chunk
-from pipeline.config import BackboneConfig, FeaturizeConfig, validate
-from pipeline.errors import ConfigError, StoreError
-from pipeline.featurize import Shard, featurize, merge
-from pipeline.store import FeatureStore, chunk_folder
-from pipeline.verify import verify
+from pipeline.core.config import BackboneConfig, FeaturizeConfig, validate
+from pipeline.core.errors import ConfigError, StoreError
+from pipeline.stages.featurize import Shard, featurize, merge
+from pipeline.store.chunks import ChunkError, write_chunk
+from pipeline.store.index import FeatureStore, chunk_folder
+from pipeline.store.verify import verify
 
 BACKBONE = BackboneConfig(weights="none", input_size=32)
 CONFIG = FeaturizeConfig(batch_size=8, chunk_rows=8)
@@ -270,8 +270,8 @@ def test_chunks_are_checked_before_they_are_written(tmp_path: Path) -> None:
 
 
 def test_a_garbage_index_is_an_error_naming_the_file_for_train_and_evaluate(featurized, tmp_path: Path) -> None:
-    from pipeline.evaluate import evaluate
-    from pipeline.train import train
+    from pipeline.stages.evaluate import evaluate
+    from pipeline.stages.train import train
 
     _, store = featurized
     head_dir = tmp_path / "models" / "logreg"

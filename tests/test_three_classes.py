@@ -16,7 +16,7 @@ import pytest
 from conftest import MNIST_DIR, make_project, run, sample_images
 from PIL import Image
 
-from pipeline.methods.idx import read_idx
+from pipeline.training.idx import read_idx
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.audit.find import ISSUE_TYPES, PAIR_TYPES, Findings, Issue
-from pipeline.contact_sheet import contact_sheet
-from pipeline.pooled import PooledRows
+from pipeline.reporting.contact_sheet import contact_sheet
+from pipeline.store.pooled import PooledRows
 
 MARKERS = {
     "label_issue": ("o", "red"),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.similarity import Neighbors
+from pipeline.store.similarity import Neighbors
 
 ISSUE_TYPES = ("label_issue", "outlier", "near_duplicate", "leakage", "exact_duplicate")
 PAIR_TYPES = ("near_duplicate", "leakage", "exact_duplicate")

@@ -25,10 +25,10 @@ from pipeline.audit.find import (
     outliers,
     rows_to_drop,
 )
-from pipeline.config import AuditConfig
-from pipeline.drop_list import write_drop_list
-from pipeline.pooled import PooledRows, load_pooled
-from pipeline.similarity import knn_graph, unit_vectors
+from pipeline.core.config import AuditConfig
+from pipeline.store.drop_list import write_drop_list
+from pipeline.store.pooled import PooledRows, load_pooled
+from pipeline.store.similarity import knn_graph, unit_vectors
 
 ISSUE_COLUMNS = ("id", "split", "label", "type", "score", "suggested", "nearest", "distance")
 

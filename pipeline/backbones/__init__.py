@@ -1,4 +1,5 @@
-"""Pretrained conv bases by name. Adding a backbone is one module calling `register(BackboneSpec(...))`."""
+"""Floor 1, pretrained conv bases by name: VGG16 and EfficientNet-Lite0/1/2, their weights and preprocessing.
+Imports core only. Adding a backbone is one module calling `register(BackboneSpec(...))`."""
 
 from pipeline.backbones import (
     efficientnet_lite,  # noqa: F401  (registers itself)

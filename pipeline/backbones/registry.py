@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from pipeline.backbones.folding import fold_batchnorm
 from pipeline.backbones.mirror import mirror_averaged
-from pipeline.errors import ConfigError, InputError, WeightsUnavailableError
-from pipeline.weights_sources import CPUINFO, cpu_supports_bf16  # native_bf16 reads CPUINFO (tests repoint it)
+from pipeline.core.errors import ConfigError, InputError, WeightsUnavailableError
+from pipeline.core.weights_sources import CPUINFO, cpu_supports_bf16  # native_bf16 reads CPUINFO (tests repoint it)
 
 RANDOM_INIT_SEED = 0
 

@@ -9,10 +9,10 @@ import keras
 import tensorflow as tf
 
 from pipeline.backbones.registry import BackboneSpec, Preprocessing, WeightsUnavailableError, register
-from pipeline.weights_sources import VGG16_WEIGHTS_FILE as WEIGHTS_FILE
-from pipeline.weights_sources import VGG16_WEIGHTS_MD5 as WEIGHTS_MD5
-from pipeline.weights_sources import VGG16_WEIGHTS_URL as WEIGHTS_URL
-from pipeline.weights_sources import keras_cache_dir
+from pipeline.core.weights_sources import VGG16_WEIGHTS_FILE as WEIGHTS_FILE
+from pipeline.core.weights_sources import VGG16_WEIGHTS_MD5 as WEIGHTS_MD5
+from pipeline.core.weights_sources import VGG16_WEIGHTS_URL as WEIGHTS_URL
+from pipeline.core.weights_sources import keras_cache_dir
 
 DOWNLOAD_TIMEOUT_S = 20
 

@@ -1,4 +1,5 @@
-"""Heads trained on cached features, by name, and their persistence. Adding one is an entry in HEADS.
+"""Floor 1, heads trained on cached features, by name, and their persistence. Imports core and libraries.
+Adding a head is an entry in HEADS.
 
 Builders are imported when asked for, so a scikit-learn head's stages never pay for importing TensorFlow.
 A saved head is `head.keras` or `head.npz` (no pickles) in its folder; `save_head` and `load_head` are the
@@ -11,7 +12,7 @@ import shutil
 from importlib import import_module
 from pathlib import Path
 
-from pipeline.errors import InputError, MissingInputError
+from pipeline.core.errors import InputError, MissingInputError
 from pipeline.heads.base import Head, HeadBuilder, TrainingData
 
 HEADS: dict[str, str] = {

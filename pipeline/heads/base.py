@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.config import HeadsConfig, validate_section
+from pipeline.core.config import HeadsConfig, validate_section
 
 
 @dataclass

@@ -8,10 +8,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from pipeline.curves import LiveCurves
 from pipeline.heads.base import TrainingData, head_params
 from pipeline.heads.pooling import resolve_pooling
-from pipeline.progress import Progress
+from pipeline.reporting.curves import LiveCurves
+from pipeline.reporting.progress import Progress
 
 
 def build_dense_head(

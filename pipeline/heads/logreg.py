@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.heads.base import TrainingData, head_params
 from pipeline.heads.pooling import pool, resolve_pooling
-from pipeline.metrics import log_epoch, score
+from pipeline.reporting.metrics import log_epoch, score
 
 ARRAY_KEYS = ("coef", "intercept", "mean", "scale", "meta")
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.config import POOLINGS
-from pipeline.errors import ConfigError
+from pipeline.core.config import POOLINGS
+from pipeline.core.errors import ConfigError
 
 
 def resolve_pooling(pooling: str, store_default: str) -> str:

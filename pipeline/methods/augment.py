@@ -4,9 +4,9 @@ in the saved model, so the model loads without custom objects."""
 
 from __future__ import annotations
 
-from pipeline.config import Config
-from pipeline.methods.common import MethodReport
-from pipeline.methods.convnet import train_convnet
+from pipeline.core.config import Config
+from pipeline.training.common import MethodReport
+from pipeline.training.convnet import train_convnet
 
 
 def run(config: Config, seed: int) -> MethodReport:

@@ -18,15 +18,15 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
-from pipeline.atomic import atomic_file
-from pipeline.augmentation import augmenter
 from pipeline.backbones import get_backbone
-from pipeline.chunks import STRING
-from pipeline.config import Config
-from pipeline.errors import StoreError
-from pipeline.methods.augmented_store import GROUP, augmented_path
-from pipeline.methods.common import check_positive, image_dataset, read_split
-from pipeline.store import FeatureStore, check_weights
+from pipeline.core.atomic import atomic_file
+from pipeline.core.config import Config
+from pipeline.core.errors import StoreError
+from pipeline.images.augmentation import augmenter
+from pipeline.store.chunks import STRING
+from pipeline.store.index import FeatureStore, check_weights
+from pipeline.training.augmented_store import GROUP, augmented_path
+from pipeline.training.common import check_positive, image_dataset, read_split
 
 
 def write_augmented_features(config: Config, backbone: str) -> Path:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import Config
-from pipeline.errors import StoreError
+from pipeline.core.config import Config
+from pipeline.core.errors import StoreError
 from pipeline.heads import TrainingData, get_head, save_head
-from pipeline.methods.augmented_store import AugmentedRows, augmented_path, read_augmented
-from pipeline.methods.common import method_dirs
-from pipeline.metrics import live_dir, score
-from pipeline.store import FeatureStore
+from pipeline.reporting.metrics import live_dir, score
+from pipeline.store.index import FeatureStore
+from pipeline.training.augmented_store import AugmentedRows, augmented_path, read_augmented
+from pipeline.training.common import method_dirs
 
 VARIANTS = ("augmented", "plain")
 

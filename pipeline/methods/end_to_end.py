@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import keras
 
-from pipeline.augmentation import augmenter
 from pipeline.backbones import get_backbone
-from pipeline.config import Config
-from pipeline.methods.common import (
+from pipeline.core.config import Config
+from pipeline.images.augmentation import augmenter
+from pipeline.training.common import (
     ImageInput,
     MethodReport,
     check_positive,

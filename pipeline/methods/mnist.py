@@ -12,11 +12,11 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.backbones import sha256_of
-from pipeline.config import Config
-from pipeline.errors import ConfigError, IdxError, MissingInputError
-from pipeline.methods.common import MethodReport, check_positive, fit, method_dirs, save_model
-from pipeline.methods.idx import read_idx
-from pipeline.metrics import score, write_test_metrics
+from pipeline.core.config import Config
+from pipeline.core.errors import ConfigError, IdxError, MissingInputError
+from pipeline.reporting.metrics import score, write_test_metrics
+from pipeline.training.common import MethodReport, check_positive, fit, method_dirs, save_model
+from pipeline.training.idx import read_idx
 
 CLASSES = [str(digit) for digit in range(10)]
 SIDE = 28

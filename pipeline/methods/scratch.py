@@ -3,9 +3,9 @@ on the seed's 2,000 training images); `augment` trains the same convnet with dro
 
 from __future__ import annotations
 
-from pipeline.config import Config
-from pipeline.methods.common import MethodReport
-from pipeline.methods.convnet import train_convnet
+from pipeline.core.config import Config
+from pipeline.training.common import MethodReport
+from pipeline.training.convnet import train_convnet
 
 
 def run(config: Config, seed: int) -> MethodReport:

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.visualize.figures import TILE_INCHES, grid_shape, mosaic, standardize_channels, tile_figure
 
 FEATURE_MAP_LAYERS = (

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 
 DPI = 100
 TILE_INCHES = 0.75  # one activation tile: 75 px at DPI 100

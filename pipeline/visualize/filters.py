@@ -15,7 +15,7 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from pipeline.backbones import get_backbone
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.visualize.figures import deprocess, mosaic, tile_figure
 
 PER_ROW = 8

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.visualize.activations import probe_model
 from pipeline.visualize.figures import DPI
 

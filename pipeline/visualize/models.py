@@ -15,11 +15,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.config import Config
-from pipeline.conv_base import conv_base_of_store
-from pipeline.errors import InputError, MissingInputError
+from pipeline.compute.conv_base import conv_base_of_store
+from pipeline.core.config import Config
+from pipeline.core.errors import InputError, MissingInputError
 from pipeline.heads import load_head
-from pipeline.image_input import check_resize, decode_and_resize, decode_image
+from pipeline.images.decode import check_resize, decode_and_resize, decode_image
 from pipeline.visualize.gradcam import last_conv_layer
 
 

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import Config, VisualizeConfig
-from pipeline.errors import InputError
-from pipeline.manifest import read_manifest
+from pipeline.core.config import Config, VisualizeConfig
+from pipeline.core.errors import InputError
+from pipeline.store.manifest import read_manifest
 from pipeline.visualize.activations import activation_figure, activations
 from pipeline.visualize.figures import save, slug
 from pipeline.visualize.filters import filter_patterns, filters_figure

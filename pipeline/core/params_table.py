@@ -1,0 +1,45 @@
+"""The params reference table (README, docs), generated from the schema in `config`, so it never goes stale."""
+
+from __future__ import annotations
+
+from dataclasses import is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.core.config import BackboneConfig, Config
+
+
+def schema_rows(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, description) for every leaf param, in schema order."""
+    rows = []
+    defaults = cls()
+    for name, info in cls.__pydantic_fields__.items():
+        if cls is Config and name == "raw":
+            continue
+        value = getattr(defaults, name)
+        if is_dataclass(value):
+            rows += schema_rows(type(value), f"{prefix}{name}.")
+        elif name == "backbones" and cls is Config:
+            rows += [(f"backbones.<name>.{k}", d, text) for k, d, text in schema_rows(BackboneConfig)]
+        else:
+            rows.append((prefix + name, value, info.description or ""))
+    return rows
+
+
+def yaml_text(value: Any) -> str:
+    """A default as params.yaml writes it."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        value = list(value)
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...").strip()
+
+
+def markdown_table() -> str:
+    """The README's params table, generated from this schema (tests/test_config.py keeps the README in sync)."""
+    lines = ["| param | default | meaning |", "| --- | --- | --- |"]
+    for key, default, description in schema_rows():
+        lines.append(f"| `{key}` | `{yaml_text(default)}` | {description.replace('|', '/')} |")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Stage evaluate: a head's test accuracy, loss, confusion matrix and per-class precision, recall and F1, as
+dvclive metrics and plots; plus error analysis: the misclassified test images as a CSV (worst first) and a
+contact sheet of the worst of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.heads import load_head
+from pipeline.reporting.contact_sheet import contact_sheet
+from pipeline.reporting.curve_plots import confusion_png
+from pipeline.reporting.metrics import Evaluation, per_class_report, score, write_test_metrics
+from pipeline.store.index import FeatureStore
+
+MISCLASSIFIED_FIELDS = ("id", "true", "predicted", "probability", "true_probability")
+WORST_SHOWN = 32  # misclassified images on the contact sheet
+
+
+@dataclass(frozen=True)
+class Mistake:
+    id: str  # the manifest path, e.g. test/cat/cat.1503.jpg
+    true: str
+    predicted: str
+    probability: float  # of the predicted class
+    true_probability: float
+
+
+def branch_metric(backbone: str, head: str) -> str:
+    """`vgg16/dense`: the test accuracy's name that no other evaluate branch shares."""
+    return f"{backbone}/{head}"
+
+
+def mistakes(probabilities: np.ndarray, labels: np.ndarray, ids: list[str], classes: list[str]) -> list[Mistake]:
+    """The misclassified rows, most confidently wrong first (ties: by id)."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = [
+        Mistake(
+            ids[i],
+            classes[labels[i]],
+            classes[predicted[i]],
+            float(probabilities[i, predicted[i]]),
+            float(probabilities[i, labels[i]]),
+        )
+        for i in np.flatnonzero(predicted != labels)
+    ]
+    return sorted(wrong, key=lambda m: (-m.probability, m.id))
+
+
+def write_mistakes(wrong: list[Mistake], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(MISCLASSIFIED_FIELDS)
+        writer.writerows(
+            (m.id, m.true, m.predicted, f"{m.probability:.4f}", f"{m.true_probability:.4f}") for m in wrong
+        )
+
+
+def mistakes_sheet(wrong: list[Mistake], split_dir: Path, out: Path, label: str) -> Path:
+    """A contact sheet of the worst misclassified images: file name, true -> predicted and its probability."""
+    shown = wrong[:WORST_SHOWN]
+    return contact_sheet(
+        [split_dir / m.id for m in shown],
+        [f"{Path(m.id).name}\n{m.true} -> {m.predicted} {m.probability:.2f}" for m in shown],
+        out,
+        columns=8,
+        thumb=128,
+        title=f"{label}: {len(shown)} of {len(wrong)} misclassified images, most confident first"
+        if wrong
+        else f"{label}: no misclassified images",
+    )
+
+
+def evaluate(
+    store_path: Path, head: str, head_dir: Path, out_dir: Path, split: str = "test", split_dir: Path | None = None
+) -> Evaluation:
+    """Score the trained head on one split of the store; write metrics.json (per class too), the confusion plot,
+    misclassified.csv and, given the split folder holding the images, plots/misclassified.png."""
+    store = FeatureStore(store_path)
+    data = store.split(split)
+    probabilities = load_head(head, head_dir).predict_proba(data.features)
+    result = score(probabilities, data.labels, len(store.classes))
+    per_class, table = per_class_report(data.labels, result.predicted, store.classes)
+    result = replace(result, per_class=per_class, report=table)
+    wrong = mistakes(probabilities, data.labels, data.ids, store.classes)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    write_mistakes(wrong, out_dir / "misclassified.csv")
+    if split_dir is not None:
+        label = f"{store.attrs.get('backbone', store_path.stem)}/{head}, {split}"
+        mistakes_sheet(wrong, split_dir, out_dir / "plots" / "misclassified.png", label)
+    extra = {
+        f"{split}/misclassified": len(wrong),
+        f"{split}/per_class": per_class,
+        # the same accuracy under a name unique to this branch: a short column in `dvc exp show`
+        branch_metric(store.attrs["backbone"], head): round(result.accuracy, 4),
+    }
+    write_test_metrics(result, data.labels, store.classes, out_dir, extra, split=split, fresh=False)
+    title = f"{head} on {store_path.stem}\n{split} accuracy {result.accuracy:.4f}"
+    confusion_png(result.confusion, store.classes, title, out_dir / "plots" / "sklearn" / "confusion_matrix.png")
+    return result

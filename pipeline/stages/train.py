@@ -1,0 +1,69 @@
+"""Stage train: fit one head on one backbone's cached features (train split; validation for curves)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.heads import TrainingData, get_head, save_head
+from pipeline.reporting.curve_plots import CurveRecorder
+from pipeline.store.drop_list import read_drop_list
+from pipeline.store.index import FeatureStore, SplitData, StoreError
+
+
+def without_rows(train: SplitData, drop_list: Path) -> SplitData:
+    """The train split less the rows the audit's drop list names (all of them must be training rows)."""
+    drop = read_drop_list(drop_list)
+    unknown = sorted(drop - set(train.ids))
+    if unknown:
+        raise StoreError(
+            f"{drop_list} names {len(unknown)} id(s) that are not training rows of this store, e.g. {unknown[0]}; "
+            "re-run the audit stage."
+        )
+    keep = [i for i, row_id in enumerate(train.ids) if row_id not in drop]
+    return SplitData(train.features[keep], train.labels[keep], [train.ids[i] for i in keep])
+
+
+def training_data(store: FeatureStore, drop_list: Path | None = None) -> TrainingData:
+    """Train and validation features; with a drop list, the training rows it names are left out."""
+    train, validation = store.split("train"), store.split("validation")
+    if drop_list is not None:
+        train = without_rows(train, drop_list)
+    return TrainingData(
+        train.features,
+        train.labels,
+        validation.features,
+        validation.labels,
+        store.classes,
+        store.attrs["default_pooling"],
+    )
+
+
+def train(
+    store_path: Path,
+    head: str,
+    params: dict[str, Any],
+    seed: int,
+    out_dir: Path,
+    curves_dir: Path | None,
+    drop_list: Path | None = None,
+) -> float:
+    """Fit and save the head under `out_dir` (without the rows `drop_list` names; with train.json: seconds, rows
+    and what the head chose); write its learning curves (one TSV and PNG per metric, train and validation
+    together) into `curves_dir`. Returns the seconds."""
+    builder = get_head(head)
+    data = training_data(FeatureStore(store_path), drop_list)
+    start = time.perf_counter()
+    curves = CurveRecorder(builder.curve_x)
+    model = builder.fit(data, params, seed, curves)
+    seconds = time.perf_counter() - start
+    if curves_dir is not None:
+        shutil.rmtree(curves_dir, ignore_errors=True)
+        curves.write(curves_dir, f"{head} head on {store_path.stem} features")
+    head_file = save_head(model, builder, out_dir)
+    summary = {"seconds": round(seconds, 3), "train_rows": len(data.y_train), **curves.summary}
+    (head_file.parent / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return seconds
