@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audit.find import ISSUE_TYPES, PAIR_TYPES, Findings, Issue
+from pipeline.audit.find import ALL_TYPES, PAIR_TYPES, Findings, Issue
 from pipeline.reporting.contact_sheet import contact_sheet
 from pipeline.store.pooled import PooledRows
 
@@ -17,6 +17,7 @@ MARKERS = {
     "near_duplicate": ("s", "orange"),
     "leakage": ("^", "magenta"),
     "exact_duplicate": ("D", "blue"),
+    "off_class": ("P", "brown"),
 }
 
 
@@ -56,7 +57,7 @@ def sheet_cells(kind: str, issues: list[Issue], data: PooledRows, limit: int) ->
 def write_sheets(findings: Findings, data: PooledRows, images: Path, out_dir: Path, limit: int) -> list[Path]:
     """One contact sheet per issue type, `limit` thumbnails at most (pairs side by side)."""
     written = []
-    for kind in ISSUE_TYPES:
+    for kind in ALL_TYPES:
         issues = findings.of_type(kind)
         cells = sheet_cells(kind, issues, data, limit)
         title = f"{kind}: {len(issues)} rows flagged, most certain first"
@@ -100,7 +101,7 @@ def write_map(findings: Findings, data: PooledRows, method: str, seed: int, out:
     for index, name in enumerate(data.classes):
         mask = data.labels == index
         axes.scatter(*points[mask].T, s=5, alpha=0.4, color=palette(index % 10), label=f"{name} ({mask.sum()})")
-    for kind in ISSUE_TYPES:
+    for kind in MARKERS:
         rows = sorted({issue.row for issue in findings.issues if issue.type == kind})
         if rows:
             marker, color = MARKERS[kind]

@@ -8,6 +8,10 @@
 - near_duplicate / leakage: pairs closer than a fraction of the median nearest-neighbor distance
   (cleanlab Datalab's near-duplicate rule), within one split / across splits; score 1 - distance / cutoff.
 - exact_duplicate: rows with the same content key (sha256 of the image file), score 1.
+- off_class: far from the class it is labelled: the cosine distance to the mean direction of its class (the
+  mean taken without the class's farthest tenth), flagged above Q3 + (1/threshold - 1) * IQR of its class's
+  distances (Datalab's rule again); the score grows from 0 at the cutoff towards 1. A tight group of junk is
+  each other's nearest neighbours, so the k-NN outlier score misses it; it is still far from the class it claims.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import numpy as np
 
 from pipeline.store.similarity import Neighbors
 
-ISSUE_TYPES = ("label_issue", "outlier", "near_duplicate", "leakage", "exact_duplicate")
+ISSUE_TYPES = ("label_issue", "outlier", "off_class", "near_duplicate", "leakage", "exact_duplicate")
 PAIR_TYPES = ("near_duplicate", "leakage", "exact_duplicate")
+IMAGE_TYPES = ("low_information", "light", "dark", "blurry", "odd_aspect_ratio", "odd_size", "grayscale")
+ALL_TYPES = ISSUE_TYPES + IMAGE_TYPES  # the order of issues.csv, counts.json and the contact sheets
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,38 @@ def outliers(graph: Neighbors, threshold: float) -> tuple[list[Issue], float]:
     cutoff = float(q3 + (1.0 / threshold - 1.0) * (q3 - q1))
     issues = [Issue(int(row), "outlier", float(1.0 - scores[row])) for row in np.flatnonzero(mean_distance > cutoff)]
     return issues, cutoff
+
+
+def class_distances(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each row's cosine distance to its own class's mean direction (unit vectors in), the mean taken again
+    without the class's farthest tenth so that a group of junk does not pull it."""
+    distances = np.zeros(len(vectors))
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        first = 1.0 - vectors[members] @ direction(vectors[members])
+        core = members[first <= np.quantile(first, 0.9)]
+        distances[members] = 1.0 - vectors[members] @ direction(vectors[core])
+    return distances
+
+
+def direction(vectors: np.ndarray) -> np.ndarray:
+    mean = vectors.mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), np.finfo(np.float32).tiny)
+
+
+def off_class(vectors: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[list[Issue], dict[str, float]]:
+    """Rows far from their own class's mean direction; the per-class distance cutoffs that flagged them."""
+    distances = class_distances(vectors, labels)
+    issues, cutoffs = [], {}
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        q1, median, q3 = np.percentile(distances[members], [25, 50, 75])
+        cutoff = float(q3 + (1.0 / threshold - 1.0) * (q3 - q1))
+        cutoffs[f"off_class_distance_{int(label)}"] = cutoff
+        for row in members[distances[members] > cutoff]:
+            score = 1.0 - np.exp(-(distances[row] - cutoff) / max(cutoff - median, 1e-12))
+            issues.append(Issue(int(row), "off_class", float(score)))
+    return issues, cutoffs
 
 
 def close_pairs(graph: Neighbors, cutoff: float) -> dict[tuple[int, int], float]:

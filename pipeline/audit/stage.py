@@ -1,4 +1,5 @@
-"""Stage audit@<backbone>: read the cached features once, find issues, write the CSV, counts, sheets and map.
+"""Stage audit@<backbone>: read the cached features once, find issues, look at every image once (CleanVision's
+image-property checks), write the CSV, counts, sheets and map.
 
 Outputs under `audit/<backbone>/`: issues.csv (one row per flagged image and issue type), counts.json
 (DVC metrics), plots/<type>.png contact sheets and plots/map.png (DVC image plots), and drop.csv, the
@@ -16,15 +17,17 @@ from pathlib import Path
 
 from pipeline.audit.figures import write_map, write_sheets
 from pipeline.audit.find import (
-    ISSUE_TYPES,
+    ALL_TYPES,
     Findings,
     exact_duplicates,
     label_issues,
     near_duplicates,
+    off_class,
     out_of_fold_probabilities,
     outliers,
     rows_to_drop,
 )
+from pipeline.audit.looks import image_issues, measure
 from pipeline.core.config import AuditConfig
 from pipeline.store.drop_list import write_drop_list
 from pipeline.store.pooled import PooledRows, load_pooled
@@ -42,8 +45,9 @@ class AuditReport:
     out_dir: Path | None = None
 
 
-def find(data: PooledRows, config: AuditConfig, seconds: dict[str, float]) -> Findings:
-    """Every issue type on the audit's arrays; `seconds` receives each step's wall time."""
+def find(data: PooledRows, config: AuditConfig, seconds: dict[str, float], images: Path | None = None) -> Findings:
+    """Every issue type on the audit's arrays, and the image checks on the files under `images` (None: no image
+    checks); `seconds` receives each step's wall time."""
     start = time.perf_counter()
     probabilities = out_of_fold_probabilities(data.features, data.labels, config.folds, config.C, config.seed)
     seconds["out_of_fold"] = time.perf_counter() - start
@@ -51,19 +55,29 @@ def find(data: PooledRows, config: AuditConfig, seconds: dict[str, float]) -> Fi
     issues = label_issues(data.labels, probabilities, config.label_filter)
     seconds["cleanlab"] = time.perf_counter() - start
     start = time.perf_counter()
-    graph = knn_graph(unit_vectors(data.features, "flatten"), config.neighbors)
+    vectors = unit_vectors(data.features, "flatten")
+    graph = knn_graph(vectors, config.neighbors)
     seconds["neighbors"] = time.perf_counter() - start
     start = time.perf_counter()
     found_outliers, outlier_cutoff = outliers(graph, config.outlier)
     found_pairs, pair_cutoff = near_duplicates(graph, data.splits, config.near_duplicate)
     issues += found_outliers + found_pairs + exact_duplicates(data.keys)
     seconds["flag"] = time.perf_counter() - start
-    thresholds = {"outlier_mean_distance": outlier_cutoff, "near_duplicate_distance": pair_cutoff}
+    start = time.perf_counter()
+    found_off_class, class_cutoffs = off_class(vectors, data.labels, config.off_class)
+    issues += found_off_class
+    seconds["off_class"] = time.perf_counter() - start
+    if images is not None and config.image_checks:
+        start = time.perf_counter()
+        values = measure([images / row_id for row_id in data.ids], config.image_workers)
+        issues += image_issues(values, config.image_checks, config.low_information)
+        seconds["image_checks"] = time.perf_counter() - start
+    thresholds = {"outlier_mean_distance": outlier_cutoff, "near_duplicate_distance": pair_cutoff, **class_cutoffs}
     return Findings(issues, probabilities, thresholds)
 
 
 def counts_of(findings: Findings, data: PooledRows, dropped: int) -> dict[str, int | float]:
-    counts: dict[str, int | float] = {kind: len(findings.of_type(kind)) for kind in ISSUE_TYPES}
+    counts: dict[str, int | float] = {kind: len(findings.of_type(kind)) for kind in ALL_TYPES}
     counts["flagged_images"] = len({issue.row for issue in findings.issues})
     counts["rows"] = len(data)
     counts["dropped_train_rows"] = dropped
@@ -75,7 +89,7 @@ def write_issues(findings: Findings, data: PooledRows, path: Path) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(ISSUE_COLUMNS)
-        for kind in ISSUE_TYPES:
+        for kind in ALL_TYPES:
             for issue in findings.of_type(kind):
                 writer.writerow(
                     (
@@ -109,7 +123,7 @@ def audit(store_path: Path, images: Path, config: AuditConfig, out_dir: Path) ->
     overall = start = time.perf_counter()
     data = load_pooled(store_path, config.pooling)
     seconds["load"] = time.perf_counter() - start
-    findings = find(data, config, seconds)
+    findings = find(data, config, seconds, images)
     shutil.rmtree(out_dir, ignore_errors=True)
     (out_dir / "plots").mkdir(parents=True)
     write_issues(findings, data, out_dir / "issues.csv")
@@ -121,4 +135,4 @@ def audit(store_path: Path, images: Path, config: AuditConfig, out_dir: Path) ->
     seconds["sheets"] = time.perf_counter() - start
     seconds["map"] = write_map(findings, data, config.map, config.seed, out_dir / "plots" / "map.png")
     seconds["total"] = time.perf_counter() - overall
-    return AuditReport(len(data), {k: int(v) for k, v in counts.items() if k in ISSUE_TYPES}, dropped, seconds, out_dir)
+    return AuditReport(len(data), {k: int(v) for k, v in counts.items() if k in ALL_TYPES}, dropped, seconds, out_dir)

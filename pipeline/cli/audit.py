@@ -40,11 +40,20 @@ def bench(
             help="Row counts to time (repeat the option); rows past the store's are its rows again with small noise."
         ),
     ] = [4000, 25000],  # noqa: B006
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="The split folder the store's ids are under (default: paths.split); image checks and sheets."
+        ),
+    ] = None,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
-    """Time the audit's computation (out-of-fold head, cleanlab, neighbors, flags, map) at several sizes."""
+    """Time the audit stage (load, out-of-fold head, cleanlab, neighbors, flags, image checks, sheets, map) at
+    several sizes, each in a fresh process with its peak memory."""
     from pipeline.tools.audit_bench import bench as run_bench
 
     config = load_config(params) if params.is_file() else None
-    for line in run_bench(store, rows, config.audit if config else None):
+    if images is None and config is not None and config.paths.split.is_dir():
+        images = config.paths.split
+    for line in run_bench(store, rows, config.audit if config else None, images):
         typer.echo(line)

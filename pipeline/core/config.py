@@ -35,7 +35,22 @@ Pooling = Literal["auto", "flatten", "avg"]
 FillMode = Literal["nearest", "constant", "reflect", "wrap"]
 Interpolation = Literal["bilinear", "nearest"]
 Layout = Literal["auto", "kaggle", "folders"]
-IssueType = Literal["label_issue", "outlier", "near_duplicate", "leakage", "exact_duplicate"]
+ImageCheck = Literal["low_information", "light", "dark", "blurry", "odd_aspect_ratio", "odd_size", "grayscale"]
+IssueType = Literal[
+    "label_issue",
+    "outlier",
+    "off_class",
+    "near_duplicate",
+    "leakage",
+    "exact_duplicate",
+    "low_information",
+    "light",
+    "dark",
+    "blurry",
+    "odd_aspect_ratio",
+    "odd_size",
+    "grayscale",
+]
 LabelFilter = Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"]
 AuditMap = Literal["pca", "tsne"]
 
@@ -397,7 +412,8 @@ class AuditDropConfig:
 
 @dataclass(config=SCHEMA)
 class AuditConfig:
-    """The audit stage: label issues, outliers, near duplicates, leakage, exact duplicates from the features."""
+    """The audit stage: label issues, outliers, off-class rows, near duplicates, leakage, exact duplicates from the
+    features; image-property checks from the pixels."""
 
     pooling: Literal["avg", "flatten"] = Field("avg", description="how feature maps become the compared vectors")
     folds: Int = Count(5, 2, "folds of the out-of-fold logistic regression behind the label issues")
@@ -408,6 +424,17 @@ class AuditConfig:
         0.25, "pair cutoff, a fraction of the median nearest-neighbor distance (cleanlab: 0.13)", ge=0, le=1
     )
     outlier: Float = Real(0.37037, "mean k-NN distance above Q3 + (1/outlier - 1) IQR (cleanlab Datalab's)", gt=0, le=1)
+    off_class: Float = Real(
+        0.37037, "cosine distance to the own class's mean above Q3 + (1/off_class - 1) IQR of the class's", gt=0, le=1
+    )
+    image_checks: tuple[ImageCheck, ...] = Field(
+        ("low_information", "light", "dark", "blurry", "odd_aspect_ratio", "odd_size", "grayscale"),
+        description="CleanVision's image-property checks to run; [] decodes no image",
+    )
+    image_workers: Int = Count(0, 0, "processes that decode images for the checks; 0: one per CPU")
+    low_information: Float = Real(
+        0.5, "entropy / 10 below this is low_information (CleanVision's default: 0.3)", gt=0, le=1
+    )
     map: AuditMap = Field("pca", description="the 2-D map: pca (seconds) or tsne (about 30 s at 4,000 rows)")
     sheet_images: Int = Count(48, 1, "thumbnails per contact sheet, most certain first")
     seed: Seed = Count(42, 0, "seeds the folds and the map")
