@@ -14,7 +14,8 @@ import os
 import resource
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -79,16 +80,24 @@ def timed_audit(store: Path, images: Path | None, rows: int, config: AuditConfig
     return f"{rows} rows: {total:.1f} s ({steps}); {len(findings.issues)} issues; {memory}; {load_average()}"
 
 
+def describe(store: Path, pooling: str) -> str:
+    data = load_pooled(store, pooling)
+    return f"{store}: {len(data)} rows of {data.features.shape[1]} pooled features; {load_average()}"
+
+
+def in_fresh_process(function: Callable[..., str], *args: object) -> str:
+    """`function(*args)` in a child forked from this small CLI process (not a daemon: the image checks start
+    workers of theirs; forked, not spawned: cleanlab's own worker pool needs fork), so its peak memory is its own."""
+    with ProcessPoolExecutor(1, mp_context=get_context("fork")) as pool:
+        return pool.submit(function, *args).result()
+
+
 def bench(
     store: Path, sizes: list[int], config: AuditConfig | None = None, images: Path | None = None
 ) -> Iterator[str]:
     """One line per size, each timed in a fresh process; `images` (the split folder) adds the image checks and
     the contact sheets, None leaves them out."""
     config = config or AuditConfig()
-    data = load_pooled(store, config.pooling)
-    yield f"{store}: {len(data)} rows of {data.features.shape[1]} pooled features; {load_average()}"
-    del data
-    context = get_context("spawn")
+    yield in_fresh_process(describe, store, config.pooling)
     for size in sizes:
-        with context.Pool(1) as pool:
-            yield pool.apply(timed_audit, (store, images, size, config))
+        yield in_fresh_process(timed_audit, store, images, size, config)
