@@ -3,7 +3,8 @@
 Each image is decoded once, at reduced size (a JPEG by its DCT at 1/2, 1/4 or 1/8 scale), to `THUMB` (64) pixels
 on its longer side, the size at which CleanVision measures blur, in worker processes; CleanVision's own property
 calculations run on that thumbnail (brightness and entropy too: a 64-px image has the same histogram shape as the
-full one, at a fraction of the cost), and CleanVision's scores and default thresholds decide the issues:
+full one, at a fraction of the cost), and CleanVision's scores and default thresholds (all but low_information's)
+decide the issues:
 
 - low_information: PIL's histogram entropy x 0.1 below `audit.low_information` (0.5: under 5 bits; CleanVision's
   default 0.3 misses logos, banners and placeholders whose anti-aliased text and JPEG noise bring them 3.3-4.6 bits,
