@@ -1,7 +1,7 @@
 """The params schema: every key of params.yaml with its type, range, allowed values and default.
 
 This module is the single source of defaults (equal to params.yaml's values; tests/test_config.py checks both
-and the README's params table). `load_config` validates the whole file before any stage does work: an unknown
+and docs/params.md's table). `load_config` validates the whole file before any stage does work: an unknown
 key, a value of the wrong type, out of range or not among the allowed ones is a ConfigError that names the
 key (dotted path), the value received and what is allowed. The sections are frozen pydantic dataclasses, so
 stages (and tests) build and `dataclasses.replace` them like plain dataclasses, validated the same way.

@@ -1,4 +1,4 @@
-"""The params reference table (README, docs), generated from the schema in `config`, so it never goes stale."""
+"""The params reference table (docs/params.md), generated from the schema in `config`, so it never goes stale."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def yaml_text(value: Any) -> str:
 
 
 def markdown_table() -> str:
-    """The README's params table, generated from this schema (tests/test_config.py keeps the README in sync)."""
+    """The params table of docs/params.md, generated from this schema (tests/test_config.py keeps the page in sync)."""
     lines = ["| param | default | meaning |", "| --- | --- | --- |"]
     for key, default, description in schema_rows():
         lines.append(f"| `{key}` | `{yaml_text(default)}` | {description.replace('|', '/')} |")
