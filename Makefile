@@ -4,13 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 
-.PHONY: run test lint
+.PHONY: setup run test lint docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
+
+# The virtualenv alone (`source .venv/bin/activate` then gives `dvc` and `python -m pipeline`).
+setup: $(VENV)/.installed
 
 # The preflight (`python -m pipeline doctor`) stops the run only when nothing could run (exit 2: no raw data);
 # otherwise `dvc repro --keep-going` computes every branch whose inputs exist, and a failed run ends with
@@ -24,11 +27,17 @@ run: $(VENV)/.installed
 
 # Two pytest workers: most of the suite's time is single-threaded (Python, TensorFlow and DVC starting in
 # subprocesses), so two cores finish it in about 0.6 of the time of one worker.
+# The docs site is built strictly (a broken link or a missing page fails) into the git-ignored site/.
 test: $(VENV)/.installed
 	PATH="$(BIN):$$PATH" python -m ruff check pipeline tests
 	PATH="$(BIN):$$PATH" python -m ruff format --check pipeline tests
+	NO_MKDOCS_2_WARNING=1 PATH="$(BIN):$$PATH" python -m mkdocs build --strict --quiet --site-dir site
 	PATH="$(BIN):$$PATH" python -m pytest -q -n 2 $(ARGS)
 
 lint: $(VENV)/.installed
 	PATH="$(BIN):$$PATH" python -m ruff check pipeline tests
 	PATH="$(BIN):$$PATH" python -m ruff format --check pipeline tests
+
+# The docs site on http://127.0.0.1:8000 while you edit docs/.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 PATH="$(BIN):$$PATH" python -m mkdocs serve

@@ -1,5 +1,5 @@
-"""The Python API (pipeline.api), store export, the console command and the README's API snippet, on a real
-EfficientNet-Lite0 store of sample images."""
+"""The Python API (pipeline.api), store export, the console command and the API snippet of README.md and
+docs/api.md, on a real EfficientNet-Lite0 store of sample images."""
 
 from __future__ import annotations
 
@@ -106,17 +106,18 @@ def test_console_command_is_declared_and_runs() -> None:
     assert result.returncode == 0 and "predict" in result.stdout and "store" in result.stdout
 
 
-def readme_api_snippet() -> str:
-    text = (ROOT / "README.md").read_text()
+def api_snippet(page: str) -> str:
+    text = (ROOT / page).read_text()
     match = re.search(r"<!-- api-snippet[^>]*-->\s*```python\n(.*?)```", text, re.S)
-    assert match, "README.md has no api-snippet python block"
+    assert match, f"{page} has no api-snippet python block"
     return match.group(1)
 
 
-def test_readme_api_snippet_runs(project: Path) -> None:
+@pytest.mark.parametrize("page", ["README.md", "docs/api.md"])
+def test_the_documented_api_snippet_runs(project: Path, page: str) -> None:
     env = tool_env() | {"PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-c", readme_api_snippet()], cwd=project, env=env, capture_output=True, text=True
+        [sys.executable, "-c", api_snippet(page)], cwd=project, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

@@ -1,4 +1,4 @@
-"""The seed's augmentation as one composed warp, checked against Keras 2.0's ImageDataGenerator arithmetic
+"""The book's augmentation as one composed warp, checked against Keras 2.0's ImageDataGenerator arithmetic
 (its matrices, offset and scipy resampling, transcribed here) and against points mapped by hand."""
 
 from __future__ import annotations

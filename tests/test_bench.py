@@ -39,7 +39,7 @@ def test_bench_runs_both_paths_on_the_same_images(tmp_path) -> None:
         tmp_path,
     )
     out = result.stdout
-    assert re.search(r"\(a\) seed loop, float32: 8 images in [\d.]+ s = [\d.]+ img/s", out)
+    assert re.search(r"\(a\) the book's loop, float32: 8 images in [\d.]+ s = [\d.]+ img/s", out)
     assert re.search(r"\(b\) featurize, float32: 24 images in [\d.]+ s", out)  # 6 per class x 2 classes x 2 copies
     assert re.search(r"GEMM 2048\^3: float32 \d+ GFLOP/s, bfloat16 \d+ GFLOP/s", out)
     assert re.search(r"peak resident memory: [\d.]+ GiB for 24 images", out)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.core.config import BACKBONES, HEADS, Config, load_config, validate
+from pipeline.core.config import BACKBONES, DEFAULT_INPUT_SIZES, HEADS, Config, load_config, validate
 from pipeline.core.errors import ConfigError
 from pipeline.core.params_table import markdown_table
 from tests.conftest import ROOT, tool_env
@@ -97,6 +97,14 @@ def test_the_cli_exits_2_before_any_work(tmp_path: Path, key: str, value: object
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["images"]  # no split folder: no work done
 
 
-def test_the_readme_params_table_is_the_schema() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert markdown_table() in readme, "README params table is stale: paste `python -m pipeline params`'s table"
+def test_the_params_page_table_is_the_schema() -> None:
+    page = (ROOT / "docs" / "params.md").read_text()
+    assert markdown_table() in page, "docs/params.md's table is stale: paste `python -m pipeline params`'s table"
+
+
+def test_the_params_table_shows_each_backbones_own_input_size() -> None:
+    row = next(line for line in markdown_table().splitlines() if line.startswith("| `backbones.<name>.input_size`"))
+    expected = ", ".join(f"{name}: {size}" for name, size in sorted(DEFAULT_INPUT_SIZES.items()))
+    assert f"| `{{{expected}}}` |" in row, row
+    weights = next(line for line in markdown_table().splitlines() if line.startswith("| `backbones.<name>.weights`"))
+    assert "| `imagenet` |" in weights, weights

@@ -1,4 +1,4 @@
-"""The seed's other methods: exact models, augmentation, each method end to end on a tiny split, and the real
+"""The book's other methods: exact models, augmentation, each method end to end on a tiny split, and the real
 `dvc repro` running them only when params ask."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The seed's MNIST convnet on the real t10k digits, and the IDX reader's checks."""
+"""The book's MNIST convnet on the real t10k digits, and the IDX reader's checks."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def du(folder: Path) -> int:
 
 def test_team_shares_features_through_a_dvc_remote(tmp_path: Path, sample_zip_40) -> None:
     """The feature store and the stages it needs travel through a DVC remote byte for byte, and 10 more images
-    push about 10 rows of chunks. The heads' stages are left out here: tests/test_team.py runs the README's whole
+    push about 10 rows of chunks. The heads' stages are left out here: tests/test_team.py runs docs/team.md's whole
     team flow."""
     raw = Path(shutil.copy2(sample_zip_40, tmp_path / "train.zip"))  # this test grows it: not the shared fixture
     a = make_project(tmp_path / "a", raw, TINY_PARAMS)

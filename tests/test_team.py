@@ -1,4 +1,4 @@
-"""The README's team section, command for command: an author tracks the raw archive with DVC, computes and
+"""The team page (docs/team.md), command for command: an author tracks the raw archive with DVC, computes and
 pushes to a local folder remote; a teammate clones, pulls, and `dvc repro` recomputes nothing."""
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from conftest import ROOT, TINY_PARAMS, make_project, sample_images, tool_env, w
 
 pytestmark = pytest.mark.slow
 
-README_REMOTE = "/mnt/shared/dvc-cache"
-README_CLONE_URL = "https://example.com/team/convnet-feature-store.git"
+PAGE_REMOTE = "/mnt/shared/dvc-cache"
+PAGE_CLONE_URL = "https://example.com/team/convnet-feature-store.git"
 RAW = "data/raw/dogs-vs-cats.zip"
 TEAM_PARAMS = {**TINY_PARAMS, "paths.raw": RAW, "train.heads": ["logreg"]}  # logreg: no TensorFlow in train
 
 
 def team_commands() -> tuple[list[str], list[str]]:
-    """The author's and the teammate's commands of the README's team section (comments stripped)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Sharing the feature cache with a team") :]
+    """The author's and the teammate's commands of docs/team.md's block (comments stripped)."""
+    page = (ROOT / "docs" / "team.md").read_text()
+    section = page[page.index("# Sharing the feature cache with a team") :]
     block = re.search(r"```bash\n(.*?)```", section, re.S)[1]
     author, teammate, current = [], [], None
     current = author
@@ -36,7 +36,7 @@ def team_commands() -> tuple[list[str], list[str]]:
 
 
 def shell(command: str, cwd: Path) -> tuple[str, Path]:
-    """Run one README line in bash; returns its output and the folder it ended in (for `cd`)."""
+    """Run one line of the page in bash; returns its output and the folder it ended in (for `cd`)."""
     env = tool_env() | {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
                         "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
     result = subprocess.run(
@@ -76,7 +76,7 @@ def test_readme_team_section_as_written(tmp_path: Path) -> None:
 
     cwd, log = author, ""
     for command in author_commands:
-        output, cwd = shell(command.replace(README_REMOTE, str(remote)), cwd)
+        output, cwd = shell(command.replace(PAGE_REMOTE, str(remote)), cwd)
         log += output
     assert "Running stage 'featurize@vgg16'" in log
     assert git_untracked(author) == [], "everything the run made is in git or ignored"
@@ -85,7 +85,7 @@ def test_readme_team_section_as_written(tmp_path: Path) -> None:
 
     cwd, outputs = tmp_path, []
     for command in teammate_commands:
-        output, cwd = shell(command.replace(README_CLONE_URL, str(origin)), cwd)
+        output, cwd = shell(command.replace(PAGE_CLONE_URL, str(origin)), cwd)
         outputs.append((command, output))
     teammate = cwd
     assert teammate == tmp_path / "project"

@@ -8,7 +8,7 @@ from pipeline.cli.app import DEFAULT_PARAMS, ParamsOption
 from pipeline.core.config import load_config
 
 method_app = typer.Typer(
-    help="The seed's other methods: convnets from scratch, end to end, fine-tuning, augmented features, MNIST.",
+    help="The book's other methods: convnets from scratch, end to end, fine-tuning, augmented features, MNIST.",
     no_args_is_help=True,
 )
 
@@ -22,7 +22,7 @@ def echo_report(report) -> None:
 
 @method_app.command()
 def scratch(seed: int, params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Train the seed's small convnet from scratch on the split images."""
+    """Train the book's small convnet from scratch on the split images."""
     from pipeline.methods import scratch as method
 
     echo_report(method.run(load_config(params), seed))
@@ -78,7 +78,7 @@ def augmented_heads(backbone: str, head: str, params: ParamsOption = DEFAULT_PAR
 
 @method_app.command()
 def mnist(seed: int, params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Train the seed's introductory convnet on MNIST digits."""
+    """Train the book's introductory convnet on MNIST digits."""
     from pipeline.methods import mnist as method
 
     echo_report(method.run(load_config(params), seed))

@@ -22,11 +22,11 @@ def bench(
     repeat: Annotated[int, typer.Option(help="Copies of each image under new names (e.g. 25,000 for memory).")] = 1,
     size: Annotated[int, typer.Option(help="Input size in pixels.")] = 150,
     precision: Annotated[str, typer.Option(help="featurize precision: auto, float32, bfloat16, float16.")] = "auto",
-    seed_images: Annotated[int, typer.Option(help="Images for the seed-style loop (0 skips it).")] = 200,
+    seed_images: Annotated[int, typer.Option(help="Images for the book-style loop (0 skips it).")] = 200,
     batch_size: Annotated[int, typer.Option(help="featurize batch size.")] = 32,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
-    """Time the seed's extraction loop against featurize on the same images; print img/s, GFLOP/s, memory."""
+    """Time the book's extraction loop against featurize on the same images; print img/s, GFLOP/s, memory."""
     from pipeline.tools.bench import bench as run
 
     raw = source or load_config(params).paths.raw

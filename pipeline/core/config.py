@@ -1,7 +1,7 @@
 """The params schema: every key of params.yaml with its type, range, allowed values and default.
 
 This module is the single source of defaults (equal to params.yaml's values; tests/test_config.py checks both
-and the README's params table). `load_config` validates the whole file before any stage does work: an unknown
+and docs/params.md's table). `load_config` validates the whole file before any stage does work: an unknown
 key, a value of the wrong type, out of range or not among the allowed ones is a ConfigError that names the
 key (dotted path), the value received and what is allowed. The sections are frozen pydantic dataclasses, so
 stages (and tests) build and `dataclasses.replace` them like plain dataclasses, validated the same way.
@@ -165,13 +165,13 @@ class ExtractConfig:
 @dataclass(config=SCHEMA)
 class SplitConfig:
     train: TrainSize = Field(
-        1000, description="training images per class, or a fraction of each class's valid images (seed: 1000)"
+        1000, description="training images per class, or a fraction of each class's valid images (book: 1000)"
     )
-    validation: Size = Field(500, description="validation images per class, or a fraction (seed: 500)")
+    validation: Size = Field(500, description="validation images per class, or a fraction (book: 500)")
     test: Size = Field(
-        500, description="test images per class, or a fraction (seed: 500); counts and fractions are not mixed"
+        500, description="test images per class, or a fraction (book: 500); counts and fractions are not mixed"
     )
-    shuffle: Bool = Field(False, description="shuffle each class (seeded) before splitting (seed: false)")
+    shuffle: Bool = Field(False, description="shuffle each class (seeded) before splitting (book: false)")
     seed: Seed = Count(42, 0, "the shuffle's seed")
     max_pixels: Int = Count(50_000_000, 1, "images with more pixels are rejected unread (decompression bombs)")
     layout: Layout = Field(
@@ -213,12 +213,12 @@ class RayConfig:
 @dataclass(config=SCHEMA)
 class FeaturizeConfig:
     backbones: tuple[BackboneName, ...] = Field(
-        ("vgg16", "efficientnet_lite0"), description="conv bases to cache (seed: [vgg16])"
+        ("vgg16", "efficientnet_lite0"), description="conv bases to cache (book: [vgg16])"
     )
-    batch_size: Int = Count(32, 1, "images per conv-base batch (seed: 20)")
-    resize: ResizeMethod = Field("bilinear", description="resize method to the input size (seed: nearest)")
+    batch_size: Int = Count(32, 1, "images per conv-base batch (book: 20)")
+    resize: ResizeMethod = Field("bilinear", description="resize method to the input size (book: nearest)")
     storage_dtype: StorageDtype = Field("float32", description="dtype of stored features; heads read float32")
-    precision: Precision = Field("auto", description="conv-base compute; auto: bfloat16 where fast (seed: float32)")
+    precision: Precision = Field("auto", description="conv-base compute; auto: bfloat16 where fast (book: float32)")
     mirror: Bool = Field(False, description="true: each row averages the image's and its left-right mirror's features")
     chunk_rows: Int = Count(512, 1, "rows per chunk file: the unit of resume, update and DVC push")
     backend: Backend = Field("local", description="local: tf.data here | ray: Ray Data actors")
@@ -228,9 +228,7 @@ class FeaturizeConfig:
 @dataclass(config=SCHEMA)
 class BackboneConfig:
     weights: str = Field("imagenet", description="imagenet, none (random, seeded) or a file path")
-    input_size: Int = Count(
-        150, 32, "square input side in pixels; per backbone: VGG16 150 (seed), EfficientNet-Lite0/1/2 224/240/260"
-    )
+    input_size: Int = Count(150, 32, "square input side in pixels (book: 150, VGG16; the Lites: their native size)")
 
 
 @dataclass(config=SCHEMA)
@@ -241,14 +239,14 @@ class TrainConfig:
 
 @dataclass(config=SCHEMA)
 class DenseHeadConfig:
-    """heads.dense: the seed's classifier."""
+    """heads.dense: the book's classifier."""
 
-    pooling: Pooling = Field("auto", description="auto (the backbone's default) | flatten | avg (seed: flatten)")
-    units: Int = Count(256, 1, "hidden units (seed: 256)")
-    dropout: Float = Real(0.5, "dropout rate (seed: 0.5)", ge=0, lt=1)
-    learning_rate: Float = Real(2e-5, "RMSprop learning rate (seed: 2e-5)", gt=0)
-    epochs: Int = Count(30, 1, "epochs (seed: 30)")
-    batch_size: Int = Count(20, 1, "batch size (seed: 20)")
+    pooling: Pooling = Field("auto", description="auto (the backbone's default) | flatten | avg (book: flatten)")
+    units: Int = Count(256, 1, "hidden units (book: 256)")
+    dropout: Float = Real(0.5, "dropout rate (book: 0.5)", ge=0, lt=1)
+    learning_rate: Float = Real(2e-5, "RMSprop learning rate (book: 2e-5)", gt=0)
+    epochs: Int = Count(30, 1, "epochs (book: 30)")
+    batch_size: Int = Count(20, 1, "batch size (book: 20)")
 
 
 @dataclass(config=SCHEMA)
@@ -276,7 +274,7 @@ class HeadsConfig:
 
 @dataclass(config=SCHEMA)
 class MethodsRun:
-    """What `dvc repro` runs of the seed's other methods: seeds (scratch, augment, mnist) or backbones."""
+    """What `dvc repro` runs of the book's other methods: seeds (scratch, augment, mnist) or backbones."""
 
     scratch: tuple[Seed, ...] = Field((), description="seeds, e.g. [42] -> stage scratch@42")
     augment: tuple[Seed, ...] = Field((), description="seeds")
@@ -288,56 +286,56 @@ class MethodsRun:
 
 @dataclass(config=SCHEMA)
 class AugmentationConfig:
-    """The seed's ImageDataGenerator settings."""
+    """The book's ImageDataGenerator settings."""
 
-    rotation: Float = Real(40.0, "degrees (seed: 40)", ge=0, le=180)
-    width_shift: Float = Real(0.2, "fraction of the width (seed: 0.2)", ge=0, lt=1)
-    height_shift: Float = Real(0.2, "fraction of the height (seed: 0.2)", ge=0, lt=1)
-    shear: Float = Real(0.2, "radians, about the center (seed: 0.2)", ge=0, lt=1.5)
-    zoom: Float = Real(0.2, "height and width independently in [1-z, 1+z] (seed: 0.2)", ge=0, lt=1)
-    horizontal_flip: Bool = Field(True, description="seed: true")
-    fill_mode: FillMode = Field("nearest", description="seed: nearest")
+    rotation: Float = Real(40.0, "degrees (book: 40)", ge=0, le=180)
+    width_shift: Float = Real(0.2, "fraction of the width (book: 0.2)", ge=0, lt=1)
+    height_shift: Float = Real(0.2, "fraction of the height (book: 0.2)", ge=0, lt=1)
+    shear: Float = Real(0.2, "radians, about the center (book: 0.2)", ge=0, lt=1.5)
+    zoom: Float = Real(0.2, "height and width independently in [1-z, 1+z] (book: 0.2)", ge=0, lt=1)
+    horizontal_flip: Bool = Field(True, description="book: true")
+    fill_mode: FillMode = Field("nearest", description="book: nearest")
     interpolation: Interpolation = Field(
-        "bilinear", description="resampling of the warp (seed: nearest: Keras 2.0 used scipy's order 0)"
+        "bilinear", description="resampling of the warp (book: nearest: Keras 2.0 used scipy's order 0)"
     )
 
 
 @dataclass(config=SCHEMA)
 class ScratchConfig:
-    input_size: Int = Count(150, 32, "input side in pixels (seed: 150)")
-    epochs: Int = Count(5, 1, "seed: 30")
-    batch_size: Int = Count(20, 1, "seed: 20")
-    steps_per_epoch: Int = Count(0, 0, "0: one pass over the training images (seed: 100)")
-    learning_rate: Float = Real(1e-4, "RMSprop (seed: 1e-4)", gt=0)
-    dropout: Float = Real(0.0, "seed: none", ge=0, lt=1)
+    input_size: Int = Count(150, 32, "input side in pixels (book: 150)")
+    epochs: Int = Count(5, 1, "book: 30")
+    batch_size: Int = Count(20, 1, "book: 20")
+    steps_per_epoch: Int = Count(0, 0, "0: one pass over the training images (book: 100)")
+    learning_rate: Float = Real(1e-4, "RMSprop (book: 1e-4)", gt=0)
+    dropout: Float = Real(0.0, "book: none", ge=0, lt=1)
     precision: TrainingPrecision = Field(
-        "float32", description="float32 | bfloat16: mixed precision, bf16 compute, float32 weights (seed: float32)"
+        "float32", description="float32 | bfloat16: mixed precision, bf16 compute, float32 weights (book: float32)"
     )
 
 
 @dataclass(config=SCHEMA)
 class AugmentConfig(ScratchConfig):
-    epochs: Int = Count(10, 1, "seed: 100")
-    batch_size: Int = Count(32, 1, "seed: 32")
-    dropout: Float = Real(0.5, "seed: 0.5", ge=0, lt=1)
+    epochs: Int = Count(10, 1, "book: 100")
+    batch_size: Int = Count(32, 1, "book: 32")
+    dropout: Float = Real(0.5, "book: 0.5", ge=0, lt=1)
 
 
 @dataclass(config=SCHEMA)
 class EndToEndConfig:
-    units: Int = Count(256, 1, "seed: 256")
-    epochs: Int = Count(3, 1, "seed: 30")
-    batch_size: Int = Count(20, 1, "seed: 20")
-    steps_per_epoch: Int = Count(0, 0, "0: one pass (seed: 100)")
-    learning_rate: Float = Real(2e-5, "seed: 2e-5", gt=0)
+    units: Int = Count(256, 1, "book: 256")
+    epochs: Int = Count(3, 1, "book: 30")
+    batch_size: Int = Count(20, 1, "book: 20")
+    steps_per_epoch: Int = Count(0, 0, "0: one pass (book: 100)")
+    learning_rate: Float = Real(2e-5, "book: 2e-5", gt=0)
 
 
 @dataclass(config=SCHEMA)
 class FinetuneConfig:
     from_layer: str = Field("auto", description="auto: the backbone's finetune_from (VGG16: block5_conv1)")
-    epochs: Int = Count(3, 1, "seed: 100")
-    batch_size: Int = Count(20, 1, "seed: 20")
-    steps_per_epoch: Int = Count(0, 0, "0: one pass (seed: 100)")
-    learning_rate: Float = Real(1e-5, "seed: 1e-5", gt=0)
+    epochs: Int = Count(3, 1, "book: 100")
+    batch_size: Int = Count(20, 1, "book: 20")
+    steps_per_epoch: Int = Count(0, 0, "0: one pass (book: 100)")
+    learning_rate: Float = Real(1e-5, "book: 1e-5", gt=0)
 
 
 @dataclass(config=SCHEMA)
@@ -352,8 +350,8 @@ class MnistConfig:
     source: str = Field("keras", description="keras (a download) | a folder of MNIST IDX files")
     holdout: Int = Count(2000, 1, "with t10k files only: the last N digits are the test set")
     train_limit: Int = Count(0, 0, "0: every training digit")
-    epochs: Int = Count(5, 1, "seed: 5")
-    batch_size: Int = Count(64, 1, "seed: 64")
+    epochs: Int = Count(5, 1, "book: 5")
+    batch_size: Int = Count(64, 1, "book: 64")
 
 
 @dataclass(config=SCHEMA)
@@ -385,16 +383,16 @@ class VisualizeConfig:
 
     images: Int = Count(1, 0, "first N test images per class")
     ids: tuple[str, ...] = Field((), description="or these manifest ids instead")
-    layers: Int = Count(8, 1, "activation grids of the first N conv/pool layers (seed: 8)")
-    per_row: Int = Count(16, 1, "channels per grid row (seed: 16)")
-    filters: Int = Count(32, 0, "first N filters of the layer; 0: no filter patterns (seed: 64)")
-    filter_size: Int = Count(64, 8, "pixels per side of each pattern (seed: 64)")
+    layers: Int = Count(8, 1, "activation grids of the first N conv/pool layers (book: 8)")
+    per_row: Int = Count(16, 1, "channels per grid row (book: 16)")
+    filters: Int = Count(32, 0, "first N filters of the layer; 0: no filter patterns (book: 64)")
+    filter_size: Int = Count(64, 8, "pixels per side of each pattern (book: 64)")
     filter_layers: dict[BackboneName, str] = Field(
         default_factory=default_filter_layers, description="the layer whose filters are shown, per backbone"
     )
-    steps: Int = Count(40, 1, "gradient-ascent steps (seed: 40)")
-    step_size: Float = Real(1.0, "pixel units; the gradient is divided by its RMS (seed: 1.0)", gt=0)
-    alpha: Float = Real(0.4, "heatmap opacity (seed: 0.4)", ge=0, le=1)
+    steps: Int = Count(40, 1, "gradient-ascent steps (book: 40)")
+    step_size: Float = Real(1.0, "pixel units; the gradient is divided by its RMS (book: 1.0)", gt=0)
+    alpha: Float = Real(0.4, "heatmap opacity (book: 0.4)", ge=0, le=1)
 
     def filter_layer(self, backbone: str) -> str:
         if backbone not in self.filter_layers:
@@ -442,7 +440,7 @@ class AuditConfig:
 
 
 # Each backbone's default input size: the registry's default_input_size (a test checks they agree), the native
-# size of the EfficientNet-Lites and the seed's 150 px for VGG16.
+# size of the EfficientNet-Lites and the book's 150 px for VGG16.
 DEFAULT_INPUT_SIZES = {"vgg16": 150, "efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 
 

@@ -1,4 +1,4 @@
-"""The params reference table (README, docs), generated from the schema in `config`, so it never goes stale."""
+"""The params reference table (docs/params.md), generated from the schema in `config`, so it never goes stale."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.core.config import BackboneConfig, Config
+from pipeline.core.config import BackboneConfig, Config, default_backbones
 
 
 def schema_rows(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str]]:
@@ -22,9 +22,20 @@ def schema_rows(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, st
         if is_dataclass(value):
             rows += schema_rows(type(value), f"{prefix}{name}.")
         elif name == "backbones" and cls is Config:
-            rows += [(f"backbones.<name>.{k}", d, text) for k, d, text in schema_rows(BackboneConfig)]
+            rows += backbone_rows()
         else:
             rows.append((prefix + name, value, info.description or ""))
+    return rows
+
+
+def backbone_rows() -> list[tuple[str, Any, str]]:
+    """One row per backbones.<name> param; a default that differs between backbones is shown per backbone."""
+    backbones = default_backbones()
+    rows = []
+    for key, _, text in schema_rows(BackboneConfig):
+        defaults = {name: getattr(config, key) for name, config in backbones.items()}
+        distinct = set(defaults.values())
+        rows.append((f"backbones.<name>.{key}", distinct.pop() if len(distinct) == 1 else defaults, text))
     return rows
 
 
@@ -38,7 +49,7 @@ def yaml_text(value: Any) -> str:
 
 
 def markdown_table() -> str:
-    """The README's params table, generated from this schema (tests/test_config.py keeps the README in sync)."""
+    """The params table of docs/params.md, generated from this schema (tests/test_config.py keeps the page in sync)."""
     lines = ["| param | default | meaning |", "| --- | --- | --- |"]
     for key, default, description in schema_rows():
         lines.append(f"| `{key}` | `{yaml_text(default)}` | {description.replace('|', '/')} |")

@@ -1,4 +1,4 @@
-"""The seed's dense head: Flatten (or global average) -> Dense(256, relu) -> Dropout(0.5) -> Dense(1, sigmoid)."""
+"""The book's dense head: Flatten (or global average) -> Dense(256, relu) -> Dropout(0.5) -> Dense(1, sigmoid)."""
 
 from __future__ import annotations
 

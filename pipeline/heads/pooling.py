@@ -1,4 +1,4 @@
-"""How a head reduces a (N, h, w, c) feature map to vectors: flatten (the seed) or global average."""
+"""How a head reduces a (N, h, w, c) feature map to vectors: flatten (the book) or global average."""
 
 from __future__ import annotations
 

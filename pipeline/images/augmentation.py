@@ -1,4 +1,4 @@
-"""The seed's image augmentation (Keras 2.0's ImageDataGenerator) as ONE composed affine warp per image.
+"""The book's image augmentation (Keras 2.0's ImageDataGenerator) as ONE composed affine warp per image.
 
 ImageDataGenerator.random_transform drew, per image, a rotation angle (degrees), a shift along rows (height
 fraction) and columns (width fraction), a shear angle (radians: Keras 2.0 read shear_range so), a zoom for
@@ -105,7 +105,7 @@ def warp(
 
 
 def augmenter(config: AugmentationConfig, seed: int) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Float batch (N, H, W, C) in [0, 255] -> the same batch augmented as the seed's ImageDataGenerator (the
+    """Float batch (N, H, W, C) in [0, 255] -> the same batch augmented as the book's ImageDataGenerator (the
     params schema has checked the ranges and the fill mode)."""
     generator = keras.random.SeedGenerator(seed)
 

@@ -1,5 +1,5 @@
 """Method augment: the scratch convnet with Dropout(0.5) before the dense layers, trained on images augmented
-as the seed's ImageDataGenerator does (about 82% test accuracy in the seed). Augmentation runs in tf.data, not
+as the book's ImageDataGenerator does (about 82% test accuracy in the book). Augmentation runs in tf.data, not
 in the saved model, so the model loads without custom objects."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Method end_to_end: a frozen pretrained conv base + Flatten -> Dense(256, relu) -> classifier, trained end to
-end on augmented images (the seed: VGG16, 96% test accuracy). Slower than the feature store (every epoch runs
+end on augmented images (the book: VGG16, 96% test accuracy). Slower than the feature store (every epoch runs
 the base over new augmented images), which is what augmentation needs."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pipeline.training.common import (
 
 
 def build_end_to_end(base: keras.Model, n_classes: int = 2, units: int = 256) -> keras.Model:
-    """The seed's model: the conv base, Flatten, Dense(units, relu), classifier. VGG16 at 150 px: 16,812,353
+    """The book's model: the conv base, Flatten, Dense(units, relu), classifier. VGG16 at 150 px: 16,812,353
     parameters, of which 2,097,665 trainable while the base is frozen. Keras 3 hands fit's training=True to the
     nested base despite `training=False` here: a base's Dropout layers (EfficientNet's) are active in training;
     its batch norms run in inference mode because they stay frozen (finetune.unfreeze_from keeps them so)."""

@@ -1,5 +1,5 @@
 """Method finetune: continue the end_to_end model with the top of the conv base unfrozen (from the backbone's
-`finetune_from` layer: block5_conv1 for VGG16), at a low learning rate, on augmented images (the seed: 97%)."""
+`finetune_from` layer: block5_conv1 for VGG16), at a low learning rate, on augmented images (the book: 97%)."""
 
 from __future__ import annotations
 

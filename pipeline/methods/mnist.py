@@ -1,4 +1,4 @@
-"""Method mnist: the seed's introductory convnet on MNIST digits (about 99% test accuracy after 5 epochs on
+"""Method mnist: the book's introductory convnet on MNIST digits (about 99% test accuracy after 5 epochs on
 the 60,000 training digits). Data: `keras.datasets.mnist` (a download), or a folder of IDX files: train-* and
 t10k-*, or t10k-* alone, then split into the first digits for training and the last `holdout` for test."""
 

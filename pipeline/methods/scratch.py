@@ -1,5 +1,5 @@
-"""Method scratch: the seed's small convnet trained from scratch on the split images (about 71% test accuracy
-on the seed's 2,000 training images); `augment` trains the same convnet with dropout and augmented images."""
+"""Method scratch: the book's small convnet trained from scratch on the split images (about 71% test accuracy
+on the book's 2,000 training images); `augment` trains the same convnet with dropout and augmented images."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Keras callback that logs the seed's training curves through pipeline.reporting.metrics, one step per epoch."""
+"""The Keras callback that logs the book's training curves through pipeline.reporting.metrics, one step per epoch."""
 
 from __future__ import annotations
 

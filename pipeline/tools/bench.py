@@ -1,6 +1,6 @@
-"""`python -m pipeline bench`: the seed's extraction loop vs this project's featurize, on the same images.
+"""`python -m pipeline bench`: the book's extraction loop vs this project's featurize, on the same images.
 
-(a) the seed's way: PIL load + resize per image, a numpy batch, `conv_base.predict` per batch, fp32;
+(a) the book's way: PIL load + resize per image, a numpy batch, `conv_base.predict` per batch, fp32;
 (b) featurize end to end (decode -> conv base -> HDF5 chunks and index on disk) in a child process, so its
     peak resident memory is measured too. Also the model's FLOPs per image and this machine's GEMM rate,
     so the achieved GFLOP/s shows as a fraction of the roofline.
@@ -73,7 +73,7 @@ def gemm_gflops(dtype: tf.DType, n: int = 2048, seconds: float = 2.0) -> float:
 
 
 def seed_loop(backbone: str, paths: list[Path], size: int, batch_size: int = 20) -> Timing:
-    """The seed's extraction: per-image PIL load and nearest resize, numpy batches, predict, float32."""
+    """The book's extraction: per-image PIL load and nearest resize, numpy batches, predict, float32."""
     spec = get_backbone(backbone)
     model = spec.conv_base(size, spec.resolve_weights("none"), "float32")
     model.predict(np.zeros((batch_size, size, size, 3), np.float32), verbose=0)
@@ -153,7 +153,7 @@ def bench(
         seed = seed_loop(backbone, paths[:seed_images], size) if seed_images else None
         ours, peak = project_featurize(backbone, manifest, size, precision, batch_size)
     if seed:
-        lines.append(row("(a) seed loop, float32", seed, flops, rates["float32"]))
+        lines.append(row("(a) the book's loop, float32", seed, flops, rates["float32"]))
     lines.append(row(f"(b) featurize, {precision}", ours, flops, rates.get(precision, rates["float32"])))
     if seed:
         lines.append(f"speed-up (b)/(a): {ours.rate / seed.rate:.2f}x")

@@ -2,7 +2,7 @@
 
 before: images read and decoded from disk every epoch, augmented by four Keras preprocessing layers plus a
         shear warp (five resamplings), as the methods did until the in-memory path;
-after:  the split decoded once into memory as uint8, the seed's augmentation as one composed affine warp
+after:  the split decoded once into memory as uint8, the book's augmentation as one composed affine warp
         (pipeline.images.augmentation), float32 in graph mode; plus the variants measured to choose it (bfloat16
         mixed precision, XLA). Each row: img/s of training steps and the achieved GFLOP/s against the model's
         training FLOPs (3x its forward FLOPs), as a fraction of this machine's float32 GEMM rate.

@@ -1,4 +1,4 @@
-"""What the methods share: images from the split folders as tf.data (optionally augmented like the seed's
+"""What the methods share: images from the split folders as tf.data (optionally augmented like the book's
 ImageDataGenerator), training with dvclive curves, test scoring, and models saved as `.keras` + a JSON sidecar."""
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def check_positive(where: str, **values: Any) -> None:
 
 def decode_images(split: ImageSplit, size: int, resize: str) -> np.ndarray:
     """Every image of a split decoded and resized once, in manifest order: uint8 (N, size, size, 3) in memory
-    (the seed's 2,000 training images at 150 px: 135 MB), so no epoch reads or decodes a file again."""
+    (the book's 2,000 training images at 150 px: 135 MB), so no epoch reads or decodes a file again."""
     check_resize(resize, "methods.resize")
     files = tf.data.Dataset.from_tensor_slices(tf.constant(split.paths))
     decoded = files.map(lambda p: decode_and_resize(p, size, resize), num_parallel_calls=tf.data.AUTOTUNE).batch(256)
@@ -120,7 +120,7 @@ def preprocessor(name: str):
 
 
 def classifier(n_classes: int, name: str = "predictions") -> keras.layers.Dense:
-    """The seed's output: one sigmoid unit for two classes, else a softmax over the classes; float32 even in a
+    """The book's output: one sigmoid unit for two classes, else a softmax over the classes; float32 even in a
     mixed-precision model, so probabilities and the loss keep full precision."""
     if n_classes == 2:
         return keras.layers.Dense(1, activation="sigmoid", name=name, dtype="float32")
@@ -135,7 +135,7 @@ def compile_model(model: keras.Model, learning_rate: float, n_classes: int) -> N
 def fit(
     model: keras.Model, train, validation, epochs: int, steps_per_epoch: int, curves_dir: Path, title: str
 ) -> float:
-    """Train with the seed's curves logged to dvclive (one step per epoch) and drawn as the seed's figures,
+    """Train with the book's curves logged to dvclive (one step per epoch) and drawn as the book's figures,
     train and validation on one set of axes: curves_dir/figures/{accuracy,loss}.png. Returns the seconds."""
     start = time.perf_counter()
     figures = CurveRecorder()

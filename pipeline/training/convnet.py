@@ -1,4 +1,4 @@
-"""The seed's small convnet trained from scratch on the split images: shared by the scratch and augment methods."""
+"""The book's small convnet trained from scratch on the split images: shared by the scratch and augment methods."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def build_scratch_model(
     input_size: int = 150, n_classes: int = 2, dropout: float = 0.0, precision: str = "float32"
 ) -> keras.Model:
     """Rescaling(1/255) -> [Conv2D(32..128, 3x3, relu) -> MaxPool] x4 -> Flatten -> [Dropout] -> Dense(512, relu)
-    -> classifier. Its input is pixels in [0, 255]. At 150 px and two classes: 3,453,121 parameters, as the seed's.
+    -> classifier. Its input is pixels in [0, 255]. At 150 px and two classes: 3,453,121 parameters, as the book's.
     With precision bfloat16 every layer but the classifier computes in bf16; the classifier's probabilities and
     the loss stay float32."""
     if input_size < MIN_INPUT:
@@ -66,7 +66,7 @@ def build_scratch_model(
     with dtype_policy(precision):
         layers: list[keras.Layer] = [
             keras.Input((input_size, input_size, 3), name="image"),
-            keras.layers.Rescaling(1 / 255, name="rescale"),  # the seed's rescale=1./255, inside: input is pixels
+            keras.layers.Rescaling(1 / 255, name="rescale"),  # the book's rescale=1./255, inside: input is pixels
         ]
         for index, filters in enumerate(FILTERS, start=1):
             layers.append(keras.layers.Conv2D(filters, 3, activation="relu", name=f"conv{index}"))
@@ -80,7 +80,7 @@ def build_scratch_model(
 
 
 def train_convnet(config: Config, method: str, params: ScratchConfig, seed: int, augment: bool) -> MethodReport:
-    """Train the scratch convnet (RMSprop, the seed's loss) with or without the seed's augmentation."""
+    """Train the scratch convnet (RMSprop, the book's loss) with or without the book's augmentation."""
     warn_emulated_bf16(f"methods.{method}.precision", params.precision)
     keras.utils.set_random_seed(seed)
     splits = read_splits(config.paths.split)

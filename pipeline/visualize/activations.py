@@ -18,7 +18,7 @@ FEATURE_MAP_LAYERS = (
     keras.layers.MaxPooling2D,
     keras.layers.AveragePooling2D,
 )
-COLOR_RANGE = 2.0  # standardized values beyond +-2 std saturate the colormap (the seed's *64+128 clip)
+COLOR_RANGE = 2.0  # standardized values beyond +-2 std saturate the colormap (the book's *64+128 clip)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def standardize_channels(maps: np.ndarray) -> np.ndarray:
 
 
 def deprocess(pattern: np.ndarray) -> np.ndarray:
-    """A float image of any range -> uint8 for display: centred on gray, std 0.1 of the range, clipped (the seed's)."""
+    """A float image of any range -> uint8 for display: centred on gray, std 0.1 of the range, clipped (the book's)."""
     x = np.asarray(pattern, dtype=np.float64)
     x = (x - x.mean()) / (x.std() + 1e-5) * 0.1 + 0.5
     return (np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)

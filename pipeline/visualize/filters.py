@@ -52,7 +52,7 @@ def gradient_ascent(
     step_size: float,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Maximize each filter's mean activation from a gray, noisy image (the seed's: 128 + U[0, 20)), with steps of
+    """Maximize each filter's mean activation from a gray, noisy image (the book's: 128 + U[0, 20)), with steps of
     the gradient divided by its RMS. Returns (images, start activations, end activations)."""
     channels = int(model.outputs[0].shape[-1])
     bad = [f for f in filters if not 0 <= f < channels]
