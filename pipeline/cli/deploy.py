@@ -90,3 +90,27 @@ def serve(
     from pipeline.tools.serve import ServeSettings, run_server
 
     run_server(model_dir, ServeSettings(host, port, max_bytes, max_batch, batch_wait_ms))
+
+
+@app.command("serve-bench")
+def serve_bench(
+    model_dir: Annotated[Path, typer.Argument(help="A folder written by `export`.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files to send (cycled through).")],
+    clients: Annotated[str, typer.Option(help="Numbers of concurrent clients, comma-separated.")] = "1,8,32",
+    requests: Annotated[int, typer.Option(help="Requests per number of clients.")] = 64,
+    max_seconds: Annotated[float, typer.Option(help="Stop each level after this long.")] = 60.0,
+    max_batch: Annotated[int, typer.Option(help="The server's --max-batch (1: no batching).")] = 16,
+) -> None:
+    """Start `serve` on 127.0.0.1 (a free port), send REQUESTS uploads at each number of concurrent clients,
+    and print requests/s and p50/p99 latency; the server stops at the end."""
+    from pipeline.tools.serve_bench import bench_row, free_port, render_bench, start_server, stop_server
+
+    uploads = [(path.name, path.read_bytes()) for path in images]
+    port = free_port()
+    server = start_server(model_dir, port, "--max-batch", str(max_batch))
+    try:
+        rows = [bench_row(port, uploads, int(n), requests, max_seconds) for n in clients.split(",")]
+    finally:
+        stop_server(server)
+    typer.echo(f"{model_dir} on 127.0.0.1, --max-batch {max_batch}, {len(uploads)} distinct image(s):")
+    typer.echo(render_bench(rows))
