@@ -134,7 +134,7 @@ def test_keras_file_loads_in_safe_mode_without_this_package(lite0: Trained, tmp_
 
 def find_values(tree, key: str) -> list:
     if isinstance(tree, dict):
-        return [tree[key]] * (key in tree) + [v for value in tree.values() for v in find_values(value, key)]
+        return ([tree[key]] if key in tree else []) + [v for value in tree.values() for v in find_values(value, key)]
     if isinstance(tree, list):
         return [v for value in tree for v in find_values(value, key)]
     return []
