@@ -4,8 +4,8 @@ POST /predict takes one image, as multipart form data (any field name) or as the
 answers its top-k classes. Every upload passes the split stage's image gate (pipeline/images/gate.py) at
 the export's max_pixels: an empty body, a non-image, a truncated or corrupt file and a decompression bomb are
 4xx answers with the gate's reason, as is a body over --max-bytes (checked while it streams in).
-Concurrent requests whose images have one size run as one batch (micro-batching, --max-batch); the model
-runs in one thread, so the event loop keeps accepting while it computes.
+With --max-batch N > 1, concurrent requests whose images have one size run as one batch (micro-batching); the
+model runs in one thread either way, so the event loop keeps accepting while it computes.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_bytes: int = 10_000_000
-    max_batch: int = 16
+    max_batch: int = 1
     batch_wait_ms: float = 2.0
 
 
