@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from pipeline.core.config import BackboneConfig, FeaturizeConfig
+from pipeline.core.errors import MissingInputError
 from pipeline.deploy.formats import FILES, decode, keras_runner
 from pipeline.deploy.stage import TOLERANCES, check, export
 from pipeline.stages.featurize import featurize
@@ -186,3 +187,17 @@ def test_server_answers_a_burst_like_predict_and_refuses_bad_uploads_with_4xx(li
     assert metadata["classes"] == lite0.classes and metadata["server"]["max_bytes"] == 200_000
     assert [(r["requests"], r["errors"]) for r in rows] == [(12, 0), (12, 0)]
     assert 0 < health["batches"] < len(good) * 2 + 1 + 24  # concurrent requests shared a batch
+
+
+def test_export_without_a_trained_head_names_it_and_writes_nothing(project, tmp_path: Path) -> None:
+    lite0 = project["lite0-logreg"]
+    with pytest.raises(MissingInputError, match=r"No trained 'dense' head at .*nothing/head.keras\. Run `dvc repro`"):
+        export(lite0.store, lite0.backbone_config, "dense", tmp_path / "nothing", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_command_line_never_imports_the_server() -> None:
+    """FastAPI and uvicorn are an extra: every other command must run without them."""
+    code = "import sys, pipeline.cli; print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

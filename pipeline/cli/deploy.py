@@ -61,9 +61,8 @@ def check_export(config, backbone: str, head: str, out: Path, split: str, limit:
     count = limit or len(rows.ids)
     paths, labels = [config.paths.split / i for i in rows.ids[:count]], np.asarray(rows.labels[:count])
     classes = FeatureStore(store).classes
-    predictions = predict(
-        paths, store, config.backbone(backbone), head, config.paths.head_dir(backbone, head), len(classes)
-    )
+    head_dir, max_pixels = config.paths.head_dir(backbone, head), config.split.max_pixels
+    predictions = predict(paths, store, config.backbone(backbone), head, head_dir, len(classes), max_pixels)
     failed = [p for p in predictions if not p.ok]
     if failed:
         raise InputError(f"predict could not classify {failed[0].image}: {failed[0].error}")
