@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.cli import app
 from pipeline.core.config import BackboneConfig, FeaturizeConfig
 from pipeline.core.errors import MissingInputError
 from pipeline.deploy.formats import FILES, decode, keras_runner
@@ -37,15 +38,23 @@ CASES = {
 class Trained:
     def __init__(self, root: Path, name: str) -> None:
         backbone, weights, size, mirror, head = CASES[name]
-        self.backbone_config = BackboneConfig(weights, size)
-        self.store = root / "features" / f"{name}.h5"
-        self.head, self.head_dir, self.out = head, root / "models" / name, root / "exports" / name
+        self.backbone, self.backbone_config, self.root = backbone, BackboneConfig(weights, size), root / name
+        self.store = self.root / "features" / f"{backbone}.h5"  # the layout params.yaml's paths describe
+        self.head, self.head_dir, self.out = head, self.root / "models" / backbone / head, self.root / "export"
         config = FeaturizeConfig(batch_size=8, precision="float32", mirror=mirror)
         featurize(backbone, self.backbone_config, config, root / "split" / "manifest.csv", self.store)
         train(self.store, head, {"epochs": 1} if head == "dense" else {}, 42, self.head_dir, None)
         rows = FeatureStore(self.store).split_rows("test")
         self.paths, self.labels = [root / "split" / i for i in rows.ids], np.asarray(rows.labels)
         self.classes = FeatureStore(self.store).classes
+
+    def params(self) -> Path:
+        """A params file whose paths and backbone settings are this case's."""
+        paths = {"split": str(self.root.parent / "split"), "features": str(self.root / "features")}
+        backbone = {"weights": self.backbone_config.weights, "input_size": self.backbone_config.input_size}
+        params = {"paths": paths | {"models": str(self.root / "models")}, "backbones": {self.backbone: backbone}}
+        (self.root / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
+        return self.root / "params.yaml"
 
     def predicted(self) -> np.ndarray:
         """`predict`'s probabilities for the test files, one column per class."""
@@ -201,3 +210,21 @@ def test_the_command_line_never_imports_the_server() -> None:
     code = "import sys, pipeline.cli; print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_export_command_writes_the_model_and_prints_the_check(project, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    vgg = project["vgg16-dense"]
+    out = tmp_path / "cli-export"
+    command = ["export", "vgg16", "dense", "--out", str(out), "--limit", "4", "--params", str(vgg.params())]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:2] == ["keras", str(out / "model.keras")]
+    assert "check on the test split (4 images, one image a call" in result.output
+    table = lines[next(i for i, line in enumerate(lines) if line.startswith("check on")) + 1 :]
+    assert [line.split()[0] for line in table] == ["format", "predict", "keras"]
+    row = table[-1]
+    assert row.split()[-2:] == ["yes", "(0.0001)"]
+    assert json.loads((out / "check.json").read_text())["images"] == 4
