@@ -31,11 +31,12 @@ FOLDERS = {
     "methods": STAGE,
     "audit": STAGE,
     "visualize": STAGE,
+    "deploy": STAGE,
     "cli": INTERFACE,
     "tools": INTERFACE,
 }
 TOP_LEVEL = {"__init__": INTERFACE, "__main__": INTERFACE, "api": INTERFACE}
-# In these folders each module is a stage of its own; audit/ and visualize/ are one stage each.
+# In these folders each module is a stage of its own; audit/, visualize/ and deploy/ are one stage each.
 ONE_STAGE_PER_MODULE = {"stages", "methods"}
 
 
