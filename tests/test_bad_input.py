@@ -28,7 +28,7 @@ from pipeline.core.config import ExtractConfig, SplitConfig, validate
 from pipeline.core.errors import ConfigError, ExtractError, SplitError
 from pipeline.images.decode import decode_image
 from pipeline.images.gate import check_file, check_image, pillow_limits
-from pipeline.stages.extract import extract
+from pipeline.stages.extract import BLOCK, MB, Budget, extract
 from pipeline.stages.split import split
 from pipeline.store.manifest import read_manifest
 
@@ -583,19 +583,64 @@ def test_a_bomb_inside_a_nested_train_zip_is_refused(tmp_path: Path) -> None:
         archive.writestr("train.zip", bomb_zip(tmp_path / "inner.zip").read_bytes())
     with pytest.raises(ExtractError, match=r"cat\.9999\.jpg.*dogs-vs-cats\.zip!train\.zip.*extract\.max_ratio"):
         extract(outer, tmp_path / "out", limits=ExtractConfig(max_ratio=50))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dogs-vs-cats.zip", "inner.zip"]  # no out, no unpacked zip
 
 
-def test_extract_streams_entries_with_bounded_memory(tmp_path: Path) -> None:
-    """A 40 MB entry within the limits is written block by block: Python's peak stays far below its size."""
-    raw = bomb_zip(tmp_path / "train.zip", zeros_mb=40)
-    tracemalloc.start()
-    try:
-        extract(raw, tmp_path / "out", limits=ExtractConfig(max_ratio=10_000))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert (tmp_path / "out" / "cat.9999.jpg").stat().st_size == 40_000_000
-    assert peak < 8_000_000, f"peak {peak:,} bytes"
+def lying_zip(path: Path, declared: int, crc_of_declared: bool) -> Path:
+    """A zip whose entry train/cat.9999.jpg holds 5 MB of zeros while both of its headers (local and central)
+    say `declared` bytes; its CRC is that of the first `declared` bytes, or of the whole 5 MB."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("train/cat.9999.jpg", bytes(ZEROS_MB * 1_000_000))
+    data = bytearray(path.read_bytes())
+    crc = zlib.crc32(bytes(declared)) if crc_of_declared else zlib.crc32(bytes(ZEROS_MB * 1_000_000))
+    local, central = 0, data.index(b"PK\x01\x02")
+    struct.pack_into("<I", data, local + 14, crc)  # local header: CRC at 14, sizes at 18 (packed), 22 (unpacked)
+    struct.pack_into("<I", data, local + 22, declared)
+    struct.pack_into("<I", data, central + 16, crc)  # central header: CRC at 16, sizes at 20, 24
+    struct.pack_into("<I", data, central + 24, declared)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_zip_whose_headers_understate_a_size_never_unpacks_more(tmp_path: Path) -> None:
+    """zipfile reads an entry up to the size its central header declares: 5 MB under headers saying 500 kB is
+    refused as corrupt (its CRC is the 5 MB's), or, with the CRC of the first 500 kB, unpacks those 500 kB.
+    So no zip makes the stream longer than its header: Budget.stream's count is the guard for what has no
+    header (a raw folder's files), tested below on a real stream."""
+    raw = lying_zip(tmp_path / "train.zip", 500_000, crc_of_declared=False)
+    with pytest.raises(
+        ExtractError, match=r"train\.zip: entry 'train/cat\.9999\.jpg' is corrupt \(BadZipFile: Bad CRC"
+    ):
+        extract(raw, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+    raw = lying_zip(tmp_path / "train.zip", 500_000, crc_of_declared=True)
+    extract(raw, tmp_path / "out", limits=ExtractConfig(max_entry_mb=1))
+    assert (tmp_path / "out" / "cat.9999.jpg").read_bytes() == bytes(500_000)
+
+
+def test_the_stream_is_cut_at_the_entry_limit_whatever_was_declared(tmp_path: Path) -> None:
+    """A real 2 MB stream under max_entry_mb = 1, no header consulted: refused at the first block past 1 MB."""
+    assert BLOCK > MB
+    budget = Budget(ExtractConfig(max_entry_mb=1))
+    with pytest.raises(ExtractError) as err:
+        budget.stream(io.BytesIO(bytes(2_000_000)), tmp_path / "x.jpg", "entry 'x.jpg'", "max_entry_mb")
+    assert str(err.value) == (
+        "Refusing entry 'x.jpg': it unpacks to more than 1,048,576 bytes"  # its first block (1 MiB) passes 1 MB
+        ", over extract.max_entry_mb = 1 (a decompression bomb?). If the file is genuine, raise "
+        "extract.max_entry_mb in params.yaml."
+    )
+
+
+def test_the_stream_counts_the_total_across_entries(tmp_path: Path) -> None:
+    """Two real 0.8 MB streams under max_total_mb = 1.5: the second is refused once the sum passes it."""
+    budget = Budget(ExtractConfig(max_entry_mb=1, max_total_mb=1.5))
+    budget.stream(io.BytesIO(bytes(800_000)), tmp_path / "a.jpg", "entry 'a.jpg'", "max_entry_mb")
+    with pytest.raises(
+        ExtractError,
+        match=r"Refusing entry 'b\.jpg': it unpacks to [\d,]+ bytes with the files "
+        r"before it, over extract\.max_total_mb = 1\.5",
+    ):
+        budget.stream(io.BytesIO(bytes(800_000)), tmp_path / "b.jpg", "entry 'b.jpg'", "max_entry_mb")
 
 
 @pytest.mark.parametrize("value", [0, -1, "big"])

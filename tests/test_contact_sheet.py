@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import sample_images
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.reporting.contact_sheet import contact_sheet
 from pipeline.reporting.metrics import per_class_report
@@ -37,9 +37,24 @@ def test_contact_sheet_grid_captions_and_unreadable_cells(tmp_path: Path, photos
         contact_sheet(photos[:2], ["a"], tmp_path / "x.png")
 
 
+def rendered_text(text: str, font: ImageFont.ImageFont, size: tuple[int, int]) -> np.ndarray:
+    """`text` drawn as the sheet draws it (dark gray on white) in `font`, as a boolean ink mask of `size`."""
+    canvas = Image.new("RGB", size, (255, 255, 255))
+    ImageDraw.Draw(canvas).text((0, 0), text, fill=(20, 20, 20), font=font)
+    return np.asarray(canvas.convert("L")) < 128
+
+
 def test_empty_sheet_says_so(tmp_path: Path) -> None:
+    """The line under the title reads "(nothing to show)": its ink is that text's, drawn in the sheet's font."""
     out = contact_sheet([], [], tmp_path / "none.png", title="nothing wrong")
-    assert Image.open(out).size[0] > 100
+    ink = np.asarray(Image.open(out).convert("L")) < 128
+    font = ImageFont.load_default(size=11)  # the sheet's font at the default thumb of 128 px: 128 // 11
+    line = font.getbbox("Ag")[3] + 2 + 6  # a title line and its padding
+    below_title = ink[6 + line :, 6:]
+    for text, reads in (("(nothing to show)", True), ("(nothing to shaw)", False), ("nothing wrong", False)):
+        expected = rendered_text(text, font, below_title.shape[::-1])
+        assert np.array_equal(below_title, expected) is reads, text
+    assert np.array_equal(ink[6 : 6 + line, 6:], rendered_text("nothing wrong", font, (ink.shape[1] - 6, line)))
 
 
 def test_mistakes_are_worst_first_and_per_class_figures_match_sklearn(tmp_path: Path, photos: list[Path]) -> None:

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, sample_images, write_zip
+from network_guard import offline_command, offline_env, refused
 
 from pipeline.cli.quiet import is_noise
 from pipeline.core.config import load_config
 from pipeline.tools import doctor as doctor_module
 from pipeline.tools.doctor import diagnose, exit_code, pending_report, projected_bytes
 
-OFFLINE = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}  # a port nothing listens on
+NO_PROXY = {"NO_PROXY": "*", "no_proxy": "*"}  # offline through the network guard, which no variable undoes
 
 
 def project(tmp_path: Path, **params) -> Path:
@@ -35,8 +36,8 @@ def project(tmp_path: Path, **params) -> Path:
 
 
 def doctor(cwd: Path, *args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, **OFFLINE, "KERAS_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "pipeline", "doctor", *args]
+    env = offline_env({**os.environ, **NO_PROXY, "KERAS_HOME": str(home), "PYTHONPATH": str(ROOT)})
+    command = offline_command([sys.executable, "-m", "pipeline", "doctor", *args])
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -99,8 +100,9 @@ def test_doctor_does_not_import_tensorflow(tmp_path: Path) -> None:
         "r = CliRunner().invoke(app, ['doctor']); print(r.output); "
         "assert 'tensorflow' not in sys.modules, 'imported TensorFlow'; sys.exit(r.exit_code)"
     )
-    env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
+    env = offline_env({**os.environ, **NO_PROXY, "PYTHONPATH": str(ROOT)})
+    command = offline_command([sys.executable, "-c", code])
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ready: `dvc repro` can run every stage" in result.stdout
 
@@ -128,10 +130,11 @@ def test_pending_report_groups_stages_by_cause_with_the_fix(tmp_path: Path, monk
     write_zip(root / "train.zip", sample_images(2))
     monkeypatch.chdir(root)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    for key, value in OFFLINE.items():
+    for key, value in NO_PROXY.items():
         monkeypatch.setenv(key, value)
     stages = ["weights@vgg16", "featurize@vgg16", "train@vgg16-dense", "visualize@vgg16-logreg", "mnist@42"]
-    lines = pending_report(load_config(root / "params.yaml"), stages)
+    with refused():
+        lines = pending_report(load_config(root / "params.yaml"), stages)
     assert lines[0] == "could not run 5 stage(s):"
     assert lines[1] == "  - weights@vgg16, featurize@vgg16, train@vgg16-dense, visualize@vgg16-logreg"
     assert lines[2].startswith("      why: vgg16: ImageNet weights are not in")

@@ -6,7 +6,9 @@ function; its module's top-level imports and the function's own imports start th
 import statement of every module counts (function-level ones too), plus modules named in strings (the heads'
 registry imports its builders by name) and the packages' __init__ files that importing a module runs.
 A listed folder covers the modules under it; a listed code path no module of the closure is in is an error too,
-so `pipeline/` cannot stand for everything.
+so `pipeline/` cannot stand for everything, and so is a dep listed twice or inside a listed folder: every listed
+dep is then needed. One test per stage checks the instances params.yaml makes (one representative instance for
+an opt-in stage whose `methods.run` list is empty) and names every problem in one failure.
 """
 
 from __future__ import annotations
@@ -177,7 +179,9 @@ def resolve(text: str, item: Any) -> str:
 
 
 def items_of(expression: str) -> list[Any]:
-    """The values of a foreach list; where params leave it empty, every value it may take (a seed, a backbone)."""
+    """The values of a foreach list as params.yaml sets them; an empty (opt-in) list gives one representative
+    value it may take (the first backbone, or a seed), so the template's deps are checked without pretending
+    that every backbone runs."""
     key = TEMPLATE.fullmatch(expression.strip())[1]
     node: Any = PARAMS
     for part in key.split("."):
@@ -185,11 +189,11 @@ def items_of(expression: str) -> list[Any]:
     if node:
         return list(node)
     field = key.removeprefix("methods.run.")
-    return list(BACKBONES) if BACKBONES[0] in str(MethodsRun.__pydantic_fields__[field].annotation) else [0]
+    return [BACKBONES[0]] if BACKBONES[0] in str(MethodsRun.__pydantic_fields__[field].annotation) else [0]
 
 
 def stage_instances() -> list[tuple[str, str, list[str]]]:
-    """(stage@item, cmd, deps) for every stage and every item it may run for."""
+    """(stage@item, cmd, deps) for every stage instance params.yaml makes, and one per opt-in stage."""
     found = []
     for name, stage in DVC["stages"].items():
         if "foreach" in stage:
@@ -216,6 +220,7 @@ def stage_instances() -> list[tuple[str, str, list[str]]]:
 
 
 STAGES = stage_instances()
+STAGE_NAMES = list(dict.fromkeys(label.split("@")[0] for label, _, _ in STAGES))
 
 
 def code_deps(deps: list[str]) -> list[str]:
@@ -223,28 +228,28 @@ def code_deps(deps: list[str]) -> list[str]:
 
 
 def problems(cmd: str, deps: list[str]) -> list[str]:
-    """What dvc.yaml gets wrong for one stage: imported modules no dep covers, code deps nothing imports."""
+    """What dvc.yaml gets wrong for one stage: imported modules no dep covers, code deps nothing imports, a code
+    dep listed twice, a code dep inside another listed folder (removing it would change nothing)."""
     modules = command_closure(cmd)
-    listed = [ROOT / dep for dep in code_deps(deps)]
+    names = code_deps(deps)
+    listed = [ROOT / dep for dep in names]
     missing = [m for m in modules if not any(m == d or d in m.parents for d in listed)]
     unused = [d for d in listed if not any(m == d or d in m.parents for m in modules)]
-    return [f"missing dep {m.relative_to(ROOT)}" for m in sorted(missing)] + [
-        f"dep {d.relative_to(ROOT)} is code the command does not import" for d in unused
-    ]
+    duplicated = sorted({dep for dep in names if names.count(dep) > 1})
+    nested = [(d, outer) for d in listed for outer in listed if outer in d.parents]
+    return (
+        [f"missing dep {m.relative_to(ROOT)}" for m in sorted(missing)]
+        + [f"dep {d.relative_to(ROOT)} is code the command does not import" for d in unused]
+        + [f"dep {dep} is listed twice" for dep in duplicated]
+        + [f"dep {d.relative_to(ROOT)} is inside dep {outer.relative_to(ROOT)}" for d, outer in nested]
+    )
 
 
-@pytest.mark.parametrize(("label", "cmd", "deps"), STAGES, ids=[s[0] for s in STAGES])
-def test_stage_deps_are_its_import_closure(label: str, cmd: str, deps: list[str]) -> None:
-    assert problems(cmd, deps) == [], f"{label}: fix its deps in dvc.yaml"
-
-
-REMOVALS = [(label, cmd, deps, dep) for label, cmd, deps in STAGES for dep in code_deps(deps)]
-
-
-@pytest.mark.parametrize(("label", "cmd", "deps", "dep"), REMOVALS, ids=[f"{r[0]}-{r[3]}" for r in REMOVALS])
-def test_removing_any_code_dep_fails(label: str, cmd: str, deps: list[str], dep: str) -> None:
-    fewer = [d for d in deps if d.rstrip("/") != dep]
-    assert any(p.startswith("missing dep") for p in problems(cmd, fewer)), f"{label} without {dep} passes"
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_stage_deps_are_its_import_closure(name: str) -> None:
+    """Every instance of the stage: missing, unused, duplicated and nested code deps, all named in one failure."""
+    found = {label: problems(cmd, deps) for label, cmd, deps in STAGES if label.split("@")[0] == name}
+    assert {label: listed for label, listed in found.items() if listed} == {}, f"{name}: fix its deps in dvc.yaml"
 
 
 def test_the_closure_follows_deferred_and_named_imports() -> None:
@@ -257,3 +262,21 @@ def test_the_closure_follows_deferred_and_named_imports() -> None:
         "pipeline/store/index.py",
     } <= modules
     assert "pipeline/stages/featurize.py" not in modules and "pipeline/stages/train.py" not in modules
+
+
+def test_each_kind_of_wrong_dep_is_named() -> None:
+    """The check itself: a dropped, an extra, a doubled and a nested dep of featurize are each reported."""
+    label, cmd, deps = next(s for s in STAGES if s[0].startswith("featurize@"))
+    assert problems(cmd, deps) == []
+    code = code_deps(deps)
+    dropped = next(dep for dep in code if dep.endswith(".py"))
+    folder = next(dep for dep in code if not dep.endswith(".py"))
+    inside = sorted((ROOT / folder).glob("*.py"))[0].relative_to(ROOT).as_posix()
+    wrong = [d for d in deps if d.rstrip("/") != dropped] + ["pipeline/stages/train.py", folder, inside]
+    assert problems(cmd, wrong) == [
+        f"missing dep {dropped}",
+        "dep pipeline/stages/train.py is code the command does not import",
+        f"dep {folder} is listed twice",
+        f"dep {inside} is inside dep {folder}",
+        f"dep {inside} is inside dep {folder}",
+    ], label

@@ -68,8 +68,15 @@ def test_predict_cli(project: Path) -> None:
     command = [sys.executable, "-m", "pipeline", "predict", *map(str, images), "--head", "logreg", "--format", "csv"]
     lines = run(command, project).stdout.strip().splitlines()  # the default backbone: vgg16, the one with a store
     assert lines[0] == "image,rank,class,probability,error" and len(lines) == 3
-    path, rank, label, probability, error = lines[1].split(",")
-    assert path == str(images[0]) and label in ("cat", "dog") and 0.5 <= float(probability) <= 1.0 and not error
+    store = FeatureStore(project / "features" / "vgg16.h5")
+    test = store.split("test")
+    probabilities = load_head("logreg", project / "models" / "vgg16" / "logreg").predict_proba(test.features)
+    for line, image in zip(lines[1:], images, strict=True):  # what the head says of the store's rows of them
+        path, rank, label, probability, error = line.split(",")
+        row = test.ids.index(f"test/dog/{image.name}")
+        assert (path, rank, error) == (str(image), "1", "")
+        assert label == store.classes[probabilities[row].argmax()]
+        assert float(probability) == pytest.approx(probabilities[row].max(), abs=1e-3)
 
 
 def test_store_info_cli(project: Path) -> None:

@@ -38,10 +38,11 @@ def featurize_until_chunks(root: Path, store: Path, chunks: int, **popen) -> sub
 
 
 def kill_after_chunks(root: Path, store: Path, chunks: int) -> None:
-    """Start featurize and SIGKILL it once `chunks` chunk files are complete."""
+    """Start featurize and SIGKILL it once `chunks` chunk files are complete; the kill must land mid-run (a run
+    that had already finished would exit 0, not -SIGKILL, and fail here instead of passing by luck)."""
     process = featurize_until_chunks(root, store, chunks, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    assert process.wait() == -signal.SIGKILL, "featurize finished before the kill landed"
 
 
 @pytest.fixture()
@@ -57,10 +58,10 @@ def project(tmp_path: Path) -> Path:
 
 def test_sigkill_leaves_no_store_and_the_rerun_resumes(project: Path) -> None:
     store = project / "features" / "vgg16.h5"
-    kill_after_chunks(project, store, 3)
+    kill_after_chunks(project, store, 1)  # 14 of 15 chunks still to compute: seconds, against a 20 ms poll
     assert not store.exists()
     done = sum(h5py.File(p, "r")["keys"].shape[0] for p in chunk_folder(store).glob("chunk-*.h5"))
-    assert done >= 24
+    assert 8 <= done < 120 and done % 8 == 0  # whole chunks only
     result = run([sys.executable, "-m", "pipeline", "featurize", "vgg16"], project)
     assert computed(result.stdout) == 120 - done
     assert verify(store, project / "data" / "split" / "manifest.csv") == []
@@ -74,7 +75,7 @@ def test_sigkill_during_an_update_keeps_the_previous_store(project: Path) -> Non
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["backbones"]["vgg16"]["input_size"] = 48  # a new recipe: every row is recomputed
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    kill_after_chunks(project, store, len(list(chunk_folder(store).glob("chunk-*.h5"))) + 2)
+    kill_after_chunks(project, store, len(list(chunk_folder(store).glob("chunk-*.h5"))) + 1)
     assert store.read_bytes() == old_index
     assert manifest.read_bytes() == old_manifest
     assert verify(store, manifest) == []

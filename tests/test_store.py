@@ -1,20 +1,20 @@
 """The chunked feature store: incremental updates, shards + merge, verification, readers during writes."""
 
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from conftest import make_split
+import yaml
+from conftest import make_split, tool_env
 
 from pipeline.core.config import BackboneConfig, FeaturizeConfig, validate
 from pipeline.core.errors import ConfigError, StoreError
 from pipeline.stages.featurize import Shard, featurize, merge
 from pipeline.store.chunks import ChunkError, write_chunk
-from pipeline.store.index import FeatureStore, chunk_folder
+from pipeline.store.index import FeatureStore, chunk_folder, repair_hint
 from pipeline.store.verify import verify
 
 BACKBONE = BackboneConfig(weights="none", input_size=32)
@@ -55,8 +55,17 @@ def test_removing_images_drops_their_rows(featurized, tmp_path: Path) -> None:
     data = FeatureStore(store).split("train")
     assert len(data.ids) == 8 and len(data.features) == 8
     assert verify(store, manifest) == []
-    rows_in_pool = sum(h5py.File(p, "r")["keys"].shape[0] for p in chunk_folder(store).glob("chunk-*.h5"))
-    assert rows_in_pool < 40  # chunks no split uses any more were deleted
+    pool = sorted(chunk_folder(store).glob("chunk-*.h5"))
+    assert [p.name for p in pool] == referenced_chunks(store)  # every chunk no split uses was deleted
+    # cat.0-7 and dog.0-7 sit in the first three chunks of 8 (cat.0-7 | cat.8-9, dog.0-5 | dog.6-9, 4 cats)
+    assert len(pool) == 3 and sum(h5py.File(p, "r")["keys"].shape[0] for p in pool) == 24
+
+
+def referenced_chunks(store: Path) -> list[str]:
+    """The chunk files the store's index points at, over every split."""
+    with h5py.File(store, "r") as handle:
+        splits = ("train", "validation", "test")
+        return sorted({name.decode() for split in splits for name in handle[split]["chunk"][...]})
 
 
 def test_rerun_computes_nothing_and_keeps_bytes(featurized) -> None:
@@ -72,6 +81,8 @@ def test_other_recipe_recomputes_and_drops_stale_chunks(featurized) -> None:
     report = featurize("vgg16", BackboneConfig("none", 48), CONFIG, manifest, store)
     assert report.computed == 40
     assert not old & set(chunk_folder(store).iterdir())
+    assert sorted(p.name for p in chunk_folder(store).iterdir()) == referenced_chunks(store)
+    assert len(referenced_chunks(store)) == 5  # 40 rows in chunks of 8: the 5 old ones gone
     assert FeatureStore(store).attrs["input_size"] == 48
 
 
@@ -147,22 +158,6 @@ def test_reader_keeps_the_previous_version_during_an_update(featurized, tmp_path
 # Faults: every read is checked, a damaged chunk is never served, featurize recomputes its rows.
 
 
-@contextmanager
-def deadline(seconds: int) -> Iterator[None]:
-    """Fail instead of hanging (chunk_rows 0 looped forever before it was range-checked)."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def first_data_byte(chunk: Path) -> int:
     """The file offset of the first byte of a chunk's features (chunked or contiguous layout)."""
     with h5py.File(chunk, "r") as handle:
@@ -196,9 +191,10 @@ def test_a_flipped_byte_in_a_chunk_stops_every_read_and_featurize_heals_it(featu
     data = bytearray(chunk.read_bytes())
     data[first_data_byte(chunk) + 101] ^= 0x40
     chunk.write_bytes(bytes(data))
-    with pytest.raises(StoreError, match=rf"Damaged chunk .*{chunk.name}.*dvc repro.*dvc checkout"):
+    fletcher32 = "damaged: its fletcher32 checksum does not match"  # HDF5's own check, not the sha256 fallback
+    with pytest.raises(StoreError, match=rf"Damaged chunk .*{chunk.name}: {fletcher32}.*dvc repro.*dvc checkout"):
         all_splits(store)
-    assert any(chunk.name in p for p in verify(store, manifest))
+    assert [p for p in verify(store, manifest) if chunk.name in p and fletcher32 in p], verify(store, manifest)
     assert_healed(manifest, store, before, rows=8)
 
 
@@ -253,8 +249,9 @@ def test_a_malformed_chunk_is_not_adopted(featurized, tmp_path: Path) -> None:
     ],
 )
 def test_chunk_rows_below_one_is_refused_before_any_work(raw: dict, key: str, least: int) -> None:
-    """chunk_rows -1 once wrote a malformed chunk and hung, 0 looped forever: params are checked first."""
-    with deadline(60), pytest.raises(ConfigError, match=rf"{key}: received .*greater than or equal to {least}"):
+    """chunk_rows -1 once wrote a malformed chunk and hung, 0 looped forever: the schema refuses them (and the
+    featurize CLI checks params first: test_chunk_rows_zero_through_the_cli_stops_before_any_work)."""
+    with pytest.raises(ConfigError, match=rf"{key}: received .*greater than or equal to {least}"):
         validate(raw)
 
 
@@ -283,3 +280,58 @@ def test_a_garbage_index_is_an_error_naming_the_file_for_train_and_evaluate(feat
     with pytest.raises(StoreError, match=expected):
         evaluate(store, "logreg", head_dir, tmp_path / "metrics")
     assert verify(store, None) and "unreadable" in verify(store, None)[0]
+
+
+def pipeline_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline ...` as a user runs it; the timeout is the deadline of a hang."""
+    command = [sys.executable, "-m", "pipeline", *args]
+    return subprocess.run(command, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=300)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The CLI's answer to a known error: exit 2 and one `error: ` line on stderr, no traceback."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_chunk_rows_zero_through_the_cli_stops_before_any_work(tmp_path: Path) -> None:
+    """The stage itself, not only the schema: featurize with chunk_rows 0 (which once looped forever) exits
+    before any work, TensorFlow not even imported, with the param named, and writes nothing."""
+    manifest = make_split(tmp_path, 2, 1, 1, 0)
+    params = {"featurize": {"chunk_rows": 0}, "paths": {"split": str(manifest.parent), "features": "features"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('tensorflow' in sys.modules))\n"
+        "sys.argv = ['pipeline', 'featurize', 'vgg16']\n"
+        "from pipeline.cli import main\n"
+        "main()\n"
+    )
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, cwd=tmp_path, env=tool_env(), capture_output=True, text=True, timeout=300)
+    line = one_error_line(result)
+    assert "featurize.chunk_rows: received 0" in line and "greater than or equal to 1" in line, line
+    assert result.stdout.strip() == "False"  # TensorFlow never imported
+    assert not (tmp_path / "features").exists()
+
+
+def test_a_truncated_chunk_through_the_cli_is_one_error_line(featurized) -> None:
+    manifest, store = featurized
+    chunk = used_chunks(store)[1]
+    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    line = one_error_line(pipeline_cli(store.parent.parent, "store", "export", str(store), "-o", "out", "-f", "npy"))
+    assert line.startswith(f"error: Damaged chunk {chunk}: unreadable or damaged (OSError: "), line
+    assert line.endswith(f"{repair_hint(store)}"), line
+    assert not list((store.parent.parent / "out").glob("test_*"))  # the split with the damaged chunk: not written
+
+
+def test_a_garbage_index_through_the_cli_is_one_error_line(tmp_path: Path) -> None:
+    store = tmp_path / "features" / "vgg16.h5"
+    store.parent.mkdir()
+    store.write_bytes(np.random.default_rng(0).bytes(20_000))
+    line = one_error_line(pipeline_cli(store.parent.parent, "store", "info", str(store)))
+    assert line.startswith(f"error: Feature store index {store} is unreadable or malformed (OSError: "), line
+    assert line.endswith(f"Restore it (`dvc checkout {store}` or `dvc pull`) or rerun featurize (`dvc repro`)."), line

@@ -16,6 +16,8 @@ import pytest
 from conftest import MNIST_DIR, make_project, run, sample_images
 from PIL import Image
 
+from pipeline.heads import load_head
+from pipeline.store.index import FeatureStore
 from pipeline.training.idx import read_idx
 
 pytestmark = pytest.mark.slow
@@ -77,6 +79,14 @@ def project(tmp_path_factory) -> Path:
     return project
 
 
+def trivial_floor(labels: np.ndarray, classes: list[str]) -> float:
+    """Above what a head gets by telling digits from pets and calling every pet one class (12 of 18 here),
+    by two images: the pets must be told apart too."""
+    counts = {name: int((labels == i).sum()) for i, name in enumerate(classes)}
+    rule = (counts["digit"] + max(counts["cat"], counts["dog"])) / len(labels)
+    return rule + 2 / len(labels)
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
@@ -97,10 +107,20 @@ def test_repro_three_classes(project: Path) -> None:
         assert metrics["test/images"] == 18
         assert set(metrics["test/per_class"]) == {"cat", "dog", "digit"}
         assert all(metrics["test/per_class"][c]["support"] == 6 for c in ("cat", "dog", "digit"))
-        assert metrics["test/accuracy"] > 0.6, metrics  # digits vs pets alone is 2/3 of the way
+        store = FeatureStore(project / "features" / "efficientnet_lite0.h5")
+        test, classes = store.split("test"), store.classes
+        probabilities = load_head(head, project / "models" / "efficientnet_lite0" / head).predict_proba(test.features)
+        predicted = probabilities.argmax(axis=1)
+        assert metrics["test/accuracy"] == round(float((predicted == test.labels).mean()), 4)  # the head's own
+        assert metrics["test/accuracy"] >= trivial_floor(test.labels, classes), metrics
         mistakes = read_csv(folder / "misclassified.csv")
         assert len(mistakes) == metrics["test/misclassified"]
-        assert all(m["true"] != m["predicted"] and float(m["probability"]) >= 1 / 3 for m in mistakes)
+        wrong = np.flatnonzero(predicted != test.labels)
+        assert {m["id"]: (m["true"], m["predicted"]) for m in mistakes} == {
+            test.ids[i]: (classes[test.labels[i]], classes[predicted[i]]) for i in wrong
+        }
+        top = dict(zip(test.ids, probabilities.max(axis=1), strict=True))
+        assert all(float(m["probability"]) == pytest.approx(top[m["id"]], abs=1e-4) for m in mistakes)
         assert [float(m["probability"]) for m in mistakes] == sorted(
             (float(m["probability"]) for m in mistakes), reverse=True
         )

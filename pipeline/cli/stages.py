@@ -89,10 +89,11 @@ def featurize(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Run BACKBONE's conv base over the images it has no features for, and write its HDF5 feature store."""
+    config = load_config(params)  # a bad param is refused before TensorFlow is imported
+
     from pipeline.stages.featurize import FeaturizeInterrupted, Shard
     from pipeline.stages.featurize import featurize as run
 
-    config = load_config(params)
     try:
         with sigterm_as_interrupt():
             report = run(

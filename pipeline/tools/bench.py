@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import resource
 import subprocess
@@ -28,6 +29,7 @@ from pipeline.backbones.registry import resolve_precision
 from pipeline.core.config import SplitConfig
 from pipeline.stages.extract import extract
 from pipeline.stages.split import index_images, split
+from pipeline.store.index import FeatureStore
 from pipeline.store.manifest import read_manifest
 
 
@@ -152,13 +154,30 @@ def bench(
         paths = [manifest.parent / row.path for row in read_manifest(manifest)]
         seed = seed_loop(backbone, paths[:seed_images], size) if seed_images else None
         ours, peak = project_featurize(backbone, manifest, size, precision, batch_size)
+        same = same_images(paths[:seed_images], manifest.parent.parent / "features" / f"{backbone}.h5")
     if seed:
         lines.append(row("(a) the book's loop, float32", seed, flops, rates["float32"]))
     lines.append(row(f"(b) featurize, {precision}", ours, flops, rates.get(precision, rates["float32"])))
     if seed:
         lines.append(f"speed-up (b)/(a): {ours.rate / seed.rate:.2f}x")
     lines.append(f"featurize peak resident memory: {peak / 2**30:.2f} GiB for {ours.images} images")
+    lines.append(same)
     return lines
+
+
+def same_images(seed_paths: list[Path], store: Path) -> str:
+    """Check that the seed loop read the first of the images featurize stored, byte for byte (the store's keys
+    are the files' sha256), and say so; a RuntimeError otherwise: the two rates would not be comparable."""
+    rows = FeatureStore(store).split_rows("train")
+    keys, ids = rows.keys, rows.ids
+    read = [(f"{p.parent.parent.name}/{p.parent.name}/{p.name}", sha256_of(p)) for p in seed_paths]
+    if read != list(zip(ids, keys, strict=True))[: len(read)]:
+        raise RuntimeError(f"the seed loop read other images than the first {len(read)} featurize stored in {store}")
+    return f"same images: the seed loop's {len(read)} are the first {len(read)} of featurize's {len(ids)} (sha256)"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def row(label: str, timing: Timing, flops: int, roof: float) -> str:

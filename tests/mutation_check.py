@@ -1,0 +1,216 @@
+"""Does the suite fail when the product breaks? Plant chosen bugs, one at a time, and run the tests that guard
+that code: each mutation must make at least one of them fail.
+
+Run: `python -m tests.mutation_check` (a few minutes; `-k NAME` for the mutations whose name holds NAME).
+Every mutation is made in a scratch copy of the project (never in this tree), whose code the tests and their
+subprocesses import (PYTHONPATH). The guarding tests are first run on the unmutated copy: they must pass there,
+or a "caught" would mean nothing. Exit status 1 when a mutation survives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIED = ("pipeline", "tests", "dvc.yaml", "params.yaml", "pyproject.toml", "README.md", "Makefile", "weights")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str  # relative to the project root
+    old: str  # must occur exactly once in the file
+    new: str
+    tests: tuple[str, ...]  # pytest node ids (or files) that must catch it
+
+
+MUTATIONS = [
+    Mutation(
+        "chunks written without fletcher32 (reads fall back to the sha256)",
+        "pipeline/store/chunks.py",
+        "fletcher32=True)",
+        "fletcher32=False)",
+        ("tests/test_store.py::test_a_flipped_byte_in_a_chunk_stops_every_read_and_featurize_heals_it",),
+    ),
+    Mutation(
+        "a chunk's keys not checked against its name",
+        "pipeline/store/chunks.py",
+        "if path.name != chunk_name(fingerprint, keys):",
+        "if False:",
+        ("tests/test_store.py::test_a_valid_chunk_copied_over_another_is_caught_by_reads_and_verify",),
+    ),
+    Mutation(
+        "a chunk with fewer feature rows than keys passes",
+        "pipeline/store/chunks.py",
+        "problem = count_problem(dataset.shape[0] if dataset.ndim else 0, keys) or layout_problem(",
+        "problem = None or layout_problem(",
+        ("tests/test_store.py::test_a_malformed_chunk_is_not_adopted",),
+    ),
+    Mutation(
+        "verify skips the sha256 of each chunk",
+        "pipeline/store/verify.py",
+        "                checksum=True,\n",
+        "                checksum=False,\n",
+        ("tests/test_store.py::test_verify_catches_corruption",),
+    ),
+    Mutation(
+        "verify does not report a missing chunk file",
+        "pipeline/store/verify.py",
+        'problems = [f"chunk file missing: {folder / name}" for name in missing]',
+        "problems = []",
+        ("tests/test_store.py::test_verify_catches_missing_chunk_and_nan",),
+    ),
+    Mutation(
+        "the image gate allows twice split.max_pixels",
+        "pipeline/images/gate.py",
+        "if width * height > max_pixels:",
+        "if width * height > 2 * max_pixels:",
+        ("tests/test_bad_input.py::test_the_pixel_limit_is_checked_before_decoding",),
+    ),
+    Mutation(
+        "the image gate calls every damaged image corrupt",
+        "pipeline/images/gate.py",
+        'return "truncated" if "truncated" in str(err).lower() else "corrupt"',
+        'return "corrupt"',
+        ("tests/test_bad_input.py::test_truncated_images_are_rejected_even_where_pillow_was_told_to_load_them",),
+    ),
+    Mutation(
+        "the split gives train one image more",
+        "pipeline/stages/split.py",
+        "if position < sizes[name]:",
+        "if position <= sizes[name]:",
+        ("tests/test_split.py",),
+    ),
+    Mutation(
+        "logreg keeps the C of the worst validation accuracy",
+        "pipeline/heads/logreg.py",
+        "head = max(fits, key=lambda h: (validation_accuracy(h, data), -h.C))",
+        "head = min(fits, key=lambda h: (validation_accuracy(h, data), -h.C))",
+        ("tests/test_results.py::test_logreg_curve_is_validation_accuracy_against_every_c_tried",),
+    ),
+    Mutation(
+        "logreg's curves log train accuracy as validation and back",
+        "pipeline/heads/logreg.py",
+        '("", data.x_train, data.y_train), ("val_", data.x_val, data.y_val)',
+        '("val_", data.x_train, data.y_train), ("", data.x_val, data.y_val)',
+        ("tests/test_results.py::test_logreg_curve_is_validation_accuracy_against_every_c_tried",),
+    ),
+    Mutation(
+        "a binary logreg head swaps its two probabilities",
+        "pipeline/heads/logreg.py",
+        "return np.stack([1.0 - positive, positive], axis=1)",
+        "return np.stack([positive, 1.0 - positive], axis=1)",
+        ("tests/test_heads.py::test_head_learns_saves_and_loads[logreg-2]",),
+    ),
+    Mutation(
+        "extract's stream no longer counts what it writes",
+        "pipeline/stages/extract.py",
+        "if written > self.cap(key):",
+        "if False:",
+        ("tests/test_bad_input.py::test_the_stream_is_cut_at_the_entry_limit_whatever_was_declared",),
+    ),
+    Mutation(
+        "featurize deletes only the first stale chunk",
+        "pipeline/stages/featurize.py",
+        "for path in pool.unreferenced({pool.refs[key].chunk for key in wanted}):",
+        "for path in pool.unreferenced({pool.refs[key].chunk for key in wanted})[:1]:",
+        ("tests/test_store.py::test_removing_images_drops_their_rows",),
+    ),
+    Mutation(
+        "extract unpacks a nested train.zip beside the output, not in its staging folder",
+        "pipeline/stages/extract.py",
+        "zip_sources(archive, raw, budget, staging)",
+        "zip_sources(archive, raw, budget, out_dir.parent)",
+        ("tests/test_bad_input.py::test_a_bomb_inside_a_nested_train_zip_is_refused",),
+    ),
+    Mutation(
+        "featurize imports TensorFlow before it checks its params",
+        "pipeline/cli/stages.py",
+        "    config = load_config(params)  # a bad param is refused before TensorFlow is imported\n",
+        "    import tensorflow  # noqa: F401\n\n    config = load_config(params)\n",
+        ("tests/test_store.py::test_chunk_rows_zero_through_the_cli_stops_before_any_work",),
+    ),
+    Mutation(
+        "an empty contact sheet says nothing",
+        "pipeline/reporting/contact_sheet.py",
+        '"(nothing to show)", fill=TEXT',
+        '"", fill=TEXT',
+        ("tests/test_contact_sheet.py::test_empty_sheet_says_so",),
+    ),
+]
+
+
+def scratch_copy(tmp: Path) -> Path:
+    """tmp/project, a copy of the project's code and tests; tmp/shared, the data beside it, as beside ROOT."""
+    folder = tmp / "project"
+    if (ROOT.parent / "shared").is_dir():
+        (tmp / "shared").symlink_to(ROOT.parent / "shared")
+    for name in COPIED:
+        source, target = ROOT / name, folder / name
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+        elif source.exists():
+            shutil.copy2(source, target)
+    return folder
+
+
+def run_tests(project: Path, tests: tuple[str, ...]) -> tuple[bool, float, str]:
+    """(passed, seconds, first assertion line and summary) of pytest on `tests` in `project`, its code first."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, check=False)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    why = [line for line in lines if line.startswith("E ")][:1] + lines[-1:]
+    return result.returncode == 0, time.perf_counter() - start, "\n".join(why)
+
+
+def mutate(project: Path, mutation: Mutation) -> str:
+    """Plant the mutation; returns the file's original text."""
+    path = project / mutation.path
+    text = path.read_text()
+    if text.count(mutation.old) != 1:
+        raise SystemExit(f"{mutation.name}: {mutation.old!r} occurs {text.count(mutation.old)} times in {path}")
+    path.write_text(text.replace(mutation.old, mutation.new))
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-k", default="", help="only the mutations whose name holds this text")
+    chosen = [m for m in MUTATIONS if parser.parse_args().k in m.name]
+    survived = []
+    with tempfile.TemporaryDirectory(prefix="mutation-check-") as tmp:
+        project = scratch_copy(Path(tmp))
+        guards = tuple(dict.fromkeys(test for m in chosen for test in m.tests))
+        passed, seconds, tail = run_tests(project, guards)
+        if not passed:
+            print(f"the guarding tests fail without any mutation ({seconds:.0f} s):\n{tail}")
+            return 2
+        print(f"unmutated: {len(guards)} guarding test(s) pass ({seconds:.0f} s)")
+        for mutation in chosen:
+            original = mutate(project, mutation)
+            try:
+                passed, seconds, tail = run_tests(project, mutation.tests)
+            finally:
+                (project / mutation.path).write_text(original)
+            verdict = "SURVIVED" if passed else "caught"
+            print(f"{verdict:8}  {mutation.name}  [{mutation.path}; {seconds:.0f} s]")
+            if passed:
+                survived.append(mutation.name)
+            else:
+                print("\n".join("          " + line[:150] for line in tail.splitlines()))
+    print(f"{len(chosen) - len(survived)} of {len(chosen)} mutations caught")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
