@@ -31,6 +31,7 @@ FOLDERS = {
     "methods": STAGE,
     "audit": STAGE,
     "visualize": STAGE,
+    "report": STAGE,
     "cli": INTERFACE,
     "tools": INTERFACE,
 }

@@ -105,6 +105,7 @@ class Paths:
     curves: Path = Field(Path("dvclive"), description="training curves: <backbone>/<head>/plots/metrics/")
     plots: Path = Field(Path("plots"), description="visualize's pictures")
     audit: Path = Field(Path("audit"), description="the audit's output: <backbone>/issues.csv, counts.json, plots/")
+    report: Path = Field(Path("report"), description="report's output: index.html and images/, one offline page")
 
     @property
     def manifest(self) -> Path:
