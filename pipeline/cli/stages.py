@@ -62,7 +62,7 @@ def split(params: ParamsOption = DEFAULT_PARAMS) -> None:
 
     config = load_config(params)
     result = run(config.paths.images, config.paths.split, config.split)
-    write_metrics(result, config.paths.split_metrics)
+    write_metrics(result, config.paths.split_metrics, config.paths.split_counts)
     counts = {name: sum(r.split == name for r in result.rows) for name in ("train", "validation", "test")}
     typer.echo(f"split {len(result.rows)} images into {config.paths.split}: {counts}")
     typer.echo(f"rejected {len(result.rejects)} images (see {config.paths.split / 'rejects.csv'})")

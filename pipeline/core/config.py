@@ -115,6 +115,11 @@ class Paths:
     def split_metrics(self) -> Path:
         return self.metrics / "split.json"
 
+    @property
+    def split_counts(self) -> Path:
+        """Every count of the split stage (by reason too); split_metrics holds the headline ones."""
+        return self.split / "counts.json"
+
     def store(self, backbone: str) -> Path:
         return self.features / f"{backbone}.h5"
 

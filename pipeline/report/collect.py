@@ -213,7 +213,7 @@ def methods(config: Config) -> list[Method]:
 
 
 def split_summary(config: Config) -> SplitSummary | None:
-    counts = read_json(config.paths.split_metrics)
+    counts = read_json(config.paths.split_counts) or read_json(config.paths.split_metrics)
     if not counts:
         return None
     rejects = read_csv(config.paths.split / "rejects.csv")

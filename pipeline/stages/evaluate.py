@@ -33,11 +33,6 @@ class Mistake:
     true_probability: float
 
 
-def branch_metric(backbone: str, head: str) -> str:
-    """`vgg16/dense`: the test accuracy's name that no other evaluate branch shares."""
-    return f"{backbone}/{head}"
-
-
 def mistakes(probabilities: np.ndarray, labels: np.ndarray, ids: list[str], classes: list[str]) -> list[Mistake]:
     """The misclassified rows, most confidently wrong first (ties: by id)."""
     predicted = probabilities.argmax(axis=1)
@@ -108,8 +103,6 @@ def evaluate(
         mistakes_sheet(wrong, split_dir, out_dir / "plots" / "misclassified.png", label)
     extra = {
         f"{split}/misclassified": len(wrong),
-        # the same accuracy under a name unique to this branch: a short column in `dvc exp show`
-        branch_metric(store.attrs["backbone"], head): round(result.accuracy, 4),
     }
     write_test_metrics(result, data.labels, store.classes, out_dir, extra, split=split, fresh=False)
     title = f"{head} on {store_path.stem}\n{split} accuracy {result.accuracy:.4f}"
