@@ -52,14 +52,16 @@ def results_section(page: Page, results: Results) -> None:
     page.charts(accuracy_chart([r for r in rows if r["accuracy"] is not None]))
     if results.experiments:
         page.heading("DVC experiments")
-        header = sorted({key for row in results.experiments for key in row})
-        page.table(header, [[row.get(k, "") for k in header] for row in results.experiments])
+        header = list(results.experiments[0])  # dvc exp show's column order
+        rows = [[row.get(k, "") for k in header] for row in results.experiments]
+        page.html(f'<div style="overflow-x: auto">{table_html(header, rows)}</div>')  # one column per metric
 
 
 def branch_section(page: Page, branch: Branch) -> None:
     page.section(slug(branch.name), branch.name)
     accuracy = branch.metrics.get("test/accuracy")
-    page.note(f"test accuracy {accuracy:.4f} on {branch.metrics.get('test/images')} images" if accuracy else "")
+    if accuracy is not None:
+        page.note(f"test accuracy {accuracy:.4f} on {branch.metrics.get('test/images')} images")
     specs = []
     if branch.curves:
         specs.append(curves_chart(branch.curves, branch.x_name, f"{branch.name}: learning curves"))
