@@ -254,7 +254,8 @@ def report(
     from pipeline.report.experiments import dvc_experiments
 
     config = load_config(params)
-    summary = build_report(config, config.paths.report, Path.cwd().name, dvc_experiments() if experiments else None)
+    title = f"Results: {config.paths.raw.name}"  # the data's name: the same page in every clone of the project
+    summary = build_report(config, config.paths.report, title, dvc_experiments() if experiments else None)
     typer.echo(
         f"report: {summary.index} ({summary.results} results, {summary.charts} charts, {summary.images} images); "
         f"open file://{summary.index.resolve()}"
