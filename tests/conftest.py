@@ -23,6 +23,7 @@ PROJECT_FILES = (
     "dvc.yaml",
     "params.yaml",
     ".dvc/config",
+    ".dvc/plots.html",
     ".dvcignore",
     "weights",
     "pyproject.toml",

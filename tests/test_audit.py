@@ -116,7 +116,12 @@ def test_counts_are_dvc_metrics_and_sheets_are_image_plots(project: Path) -> Non
         assert sheet.width > 2 * 160 and sheet.height > 160  # at least a pair of 160 px thumbnails
     assert counts["rows"] == 60 and counts["dropped_train_rows"] == 0
     assert Image.open(out / "plots" / "map.png").size == (900, 800)
-    assert "audit/efficientnet_lite0/counts.json" in run(["dvc", "metrics", "show"], project).stdout
+    headline = json.loads((out / "metrics.json").read_text())
+    assert headline == {
+        "flagged_images": counts["flagged_images"],
+        "out_of_fold_accuracy": counts["out_of_fold_accuracy"],
+    }
+    assert "audit/efficientnet_lite0/metrics.json" in run(["dvc", "metrics", "show"], project).stdout
     plots = run(["dvc", "plots", "show", "--json"], project).stdout
     assert "audit/efficientnet_lite0/plots/label_issue.png" in plots and "plots/map.png" in plots
 

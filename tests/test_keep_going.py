@@ -56,9 +56,13 @@ def test_make_run_finishes_what_it_can_and_lists_the_rest(tmp_path: Path) -> Non
         "visualize@vgg16-logreg",
     }
     assert expected <= blocked and all("@vgg16" in stage for stage in blocked), listed[1]  # one group: vgg16's
-    assert listed[0] == f"could not run {len(blocked)} stage(s):"
+    assert listed[0] == f"could not run {len(blocked) + 1} stage(s):"  # + the report, which reads every branch
     assert listed[2] == "      why: vgg16: backbones.vgg16.weights names weights/missing.h5, which is not there"
     assert listed[3].startswith("      fix: put the file there")
+    assert listed[4:6] == [
+        "  - report",
+        "      why: they failed or depend on a stage that failed: see its error in the log above",
+    ]
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
                             capture_output=True, text=True, check=True).stdout  # fmt: skip
     offered = [line[3:] for line in status.splitlines()]

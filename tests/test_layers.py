@@ -32,6 +32,7 @@ FOLDERS = {
     "audit": STAGE,
     "visualize": STAGE,
     "deploy": STAGE,
+    "report": STAGE,
     "cli": INTERFACE,
     "tools": INTERFACE,
 }

@@ -1,18 +1,22 @@
 """Three classes end to end through a real `dvc repro`: a class-folder dataset (any file names, a top folder,
 PNG digits beside JPEG pets, an empty and a corrupt file) -> split, features, heads, evaluate with error
-analysis, visualize and a method stage; then predict on it in each format, with a bad file."""
+analysis, visualize, a method stage and the report; then predict on it in each format, with a bad file, and
+open the report and `dvc plots show`'s page in headless Chromium with the network off."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
+import shutil
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import open_offline, require_chromium
 from conftest import MNIST_DIR, make_project, run, sample_images
 from PIL import Image
 
@@ -105,8 +109,8 @@ def test_repro_three_classes(project: Path) -> None:
         folder = project / "metrics" / "efficientnet_lite0" / head
         metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["test/images"] == 18
-        assert set(metrics["test/per_class"]) == {"cat", "dog", "digit"}
-        assert all(metrics["test/per_class"][c]["support"] == 6 for c in ("cat", "dog", "digit"))
+        per_class = read_csv(folder / "per_class.csv")  # a plot, not a metric
+        assert [(row["class"], row["support"]) for row in per_class] == [("cat", "6"), ("digit", "6"), ("dog", "6")]
         store = FeatureStore(project / "features" / "efficientnet_lite0.h5")
         test, classes = store.split("test"), store.classes
         probabilities = load_head(head, project / "models" / "efficientnet_lite0" / head).predict_proba(test.features)
@@ -162,3 +166,45 @@ def test_predict_formats_folders_globs_and_bad_files(project: Path) -> None:
     ]
     assert [r["error"].split(":")[0] for r in table[4:]] == ["empty", "not an image", "not found"]
     assert all(r["class"] in ("cat", "dog", "digit") and r["rank"] == "1" and not r["error"] for r in table[:4])
+
+
+def test_report_opens_offline_in_chromium(project: Path, tmp_path: Path) -> None:
+    """The report stage's page, zipped-and-mailed (copied elsewhere): every chart drawn, every image shown,
+    no console error and no network request, in headless Chromium with the network off."""
+    require_chromium()
+    mailed = tmp_path / "mailed"
+    shutil.copytree(project / "report", mailed)
+    seen = open_offline(mailed / "index.html", ".chart", screenshot=tmp_path / "report.png")
+    assert seen.console_errors == [] and seen.network_requests == []
+    # accuracy; then learning curves, confusion matrix and per-class bars for each of dense and logreg
+    assert len(seen.charts) == 7 and seen.undrawn_charts() == []
+    copied = sorted(p.name for p in (mailed / "images").iterdir())
+    assert sorted(Path(i["src"]).name for i in seen.images) == copied and seen.broken_images() == []
+    shown = {name.split("_", 1)[1] for name in copied}
+    assert {"misclassified.png", "map.png", "label_issue.png", "gradcam_cat_photo_16.png", "accuracy.png"} <= shown
+    page = (mailed / "index.html").read_text()
+    assert "digit/0 cut.png" in page and "weights_file_sha256" in page  # the split's rejects, the store's provenance
+
+
+def test_dvc_plots_show_draws_offline(project: Path, tmp_path: Path) -> None:
+    """`dvc plots show` with the shipped template (.dvc/plots.html): no CDN, every Vega chart drawn."""
+    require_chromium()
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], project)
+    page = tmp_path / "plots" / "index.html"
+    charts = re.findall(r"vegaEmbed\('(#[^']+)'", page.read_text())
+    assert len(charts) >= 10 and "cdn.jsdelivr" not in page.read_text()
+    seen = open_offline(page, ", ".join(charts))
+    assert seen.console_errors == [] and seen.network_requests == []
+    assert len(seen.charts) == len(charts) and seen.undrawn_charts() == []
+    assert len(seen.images) >= 10 and seen.broken_images() == []
+
+
+def test_metrics_show_is_one_short_row_per_file(project: Path) -> None:
+    """Per-class numbers are no metric; the default stages' metrics files fit 200 columns, whatever the number
+    of classes or branches (the methods, scratch@42 here, add columns of their own: epochs, parameters...)."""
+    header = run(["dvc", "metrics", "show"], project).stdout.splitlines()[0].split()
+    assert not {"cat", "dog", "digit"} & {part for column in header for part in re.split(r"[/.]", column)}
+    branches = [f"metrics/efficientnet_lite0/{head}/metrics.json" for head in ("dense", "logreg")]
+    files = ["metrics/split.json", *branches, "audit/efficientnet_lite0/metrics.json"]
+    shown = run(["dvc", "metrics", "show", *files], project).stdout.splitlines()
+    assert len(shown) == 1 + len(files) and max(map(len, shown)) <= 200, "\n".join(shown)

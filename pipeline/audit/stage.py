@@ -2,8 +2,9 @@
 image-property checks), write the CSV, counts, sheets and map.
 
 Outputs under `audit/<backbone>/`: issues.csv (one row per flagged image and issue type), counts.json
-(DVC metrics), plots/<type>.png contact sheets and plots/map.png (DVC image plots), and drop.csv, the
-training rows `audit.drop` leaves out of the heads (header only by default).
+(every count), metrics.json (the headline counts, DVC metrics), plots/<type>.png contact sheets and
+plots/map.png (DVC image plots), and drop.csv, the training rows `audit.drop` leaves out of the heads
+(header only by default).
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ def find(data: PooledRows, config: AuditConfig, seconds: dict[str, float], image
     return Findings(issues, probabilities, thresholds)
 
 
+HEADLINE_METRICS = ("flagged_images", "out_of_fold_accuracy")  # metrics.json: `dvc metrics show` stays short
+
+
 def counts_of(findings: Findings, data: PooledRows, dropped: int) -> dict[str, int | float]:
     counts: dict[str, int | float] = {kind: len(findings.of_type(kind)) for kind in ALL_TYPES}
     counts["flagged_images"] = len({issue.row for issue in findings.issues})
@@ -130,6 +134,8 @@ def audit(store_path: Path, images: Path, config: AuditConfig, out_dir: Path) ->
     dropped = write_drops(findings, data, config, out_dir / "drop.csv")
     counts = counts_of(findings, data, dropped)
     (out_dir / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
+    headline = {key: counts[key] for key in HEADLINE_METRICS}
+    (out_dir / "metrics.json").write_text(json.dumps(headline, indent=2) + "\n")
     start = time.perf_counter()
     write_sheets(findings, data, images, out_dir / "plots", config.sheet_images)
     seconds["sheets"] = time.perf_counter() - start

@@ -62,7 +62,7 @@ def split(params: ParamsOption = DEFAULT_PARAMS) -> None:
 
     config = load_config(params)
     result = run(config.paths.images, config.paths.split, config.split)
-    write_metrics(result, config.paths.split_metrics)
+    write_metrics(result, config.paths.split_metrics, config.paths.split_counts)
     counts = {name: sum(r.split == name for r in result.rows) for name in ("train", "validation", "test")}
     typer.echo(f"split {len(result.rows)} images into {config.paths.split}: {counts}")
     typer.echo(f"rejected {len(result.rejects)} images (see {config.paths.split / 'rejects.csv'})")
@@ -232,3 +232,32 @@ def neighbors(
     for line in table(result):
         typer.echo(line)
     typer.echo(f"contact sheet: {write_sheet(result, config.paths.split, out)}")
+
+
+@app.command()
+def report(
+    dvc_template: Annotated[
+        Path | None,
+        typer.Option(help="Instead of the report, write the offline HTML template for `dvc plots show` here."),
+    ] = None,
+    experiments: Annotated[
+        bool, typer.Option(help="Add `dvc exp show`'s table of experiments (outside `dvc repro` only).")
+    ] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Write paths.report/index.html: every result on one page that works offline (open it in a browser)."""
+    if dvc_template is not None:
+        from pipeline.report.bundle import write_dvc_template
+
+        typer.echo(f"wrote {write_dvc_template(dvc_template)} (set it as plots.html_template in .dvc/config)")
+        return
+    from pipeline.report.build import build_report
+    from pipeline.report.experiments import dvc_experiments
+
+    config = load_config(params)
+    title = f"Results: {config.paths.raw.name}"  # the data's name: the same page in every clone of the project
+    summary = build_report(config, config.paths.report, title, dvc_experiments() if experiments else None)
+    typer.echo(
+        f"report: {summary.index} ({summary.results} results, {summary.charts} charts, {summary.images} images); "
+        f"open file://{summary.index.resolve()}"
+    )

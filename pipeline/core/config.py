@@ -120,6 +120,7 @@ class Paths:
     curves: Path = Field(Path("dvclive"), description="training curves: <backbone>/<head>/plots/metrics/")
     plots: Path = Field(Path("plots"), description="visualize's pictures")
     audit: Path = Field(Path("audit"), description="the audit's output: <backbone>/issues.csv, counts.json, plots/")
+    report: Path = Field(Path("report"), description="report's output: index.html and images/, one offline page")
 
     @property
     def manifest(self) -> Path:
@@ -128,6 +129,11 @@ class Paths:
     @property
     def split_metrics(self) -> Path:
         return self.metrics / "split.json"
+
+    @property
+    def split_counts(self) -> Path:
+        """Every count of the split stage (by reason too); split_metrics holds the headline ones."""
+        return self.split / "counts.json"
 
     def store(self, backbone: str) -> Path:
         return self.features / f"{backbone}.h5"

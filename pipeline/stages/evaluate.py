@@ -1,6 +1,7 @@
-"""Stage evaluate: a head's test accuracy, loss, confusion matrix and per-class precision, recall and F1, as
-dvclive metrics and plots; plus error analysis: the misclassified test images as a CSV (worst first) and a
-contact sheet of the worst of them.
+"""Stage evaluate: a head's test accuracy and loss (dvclive metrics), confusion matrix (a plot), per-class
+precision, recall, F1 and support (per_class.csv, a plot: one row per class, so `dvc metrics show` stays one
+short row however many classes there are); plus error analysis: the misclassified test images as a CSV (worst
+first) and a contact sheet of the worst of them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pipeline.reporting.metrics import Evaluation, per_class_report, score, writ
 from pipeline.store.index import FeatureStore
 
 MISCLASSIFIED_FIELDS = ("id", "true", "predicted", "probability", "true_probability")
+PER_CLASS_FIELDS = ("class", "precision", "recall", "f1", "support")
 WORST_SHOWN = 32  # misclassified images on the contact sheet
 
 
@@ -29,11 +31,6 @@ class Mistake:
     predicted: str
     probability: float  # of the predicted class
     true_probability: float
-
-
-def branch_metric(backbone: str, head: str) -> str:
-    """`vgg16/dense`: the test accuracy's name that no other evaluate branch shares."""
-    return f"{backbone}/{head}"
 
 
 def mistakes(probabilities: np.ndarray, labels: np.ndarray, ids: list[str], classes: list[str]) -> list[Mistake]:
@@ -62,6 +59,15 @@ def write_mistakes(wrong: list[Mistake], path: Path) -> None:
         )
 
 
+def write_per_class(per_class: dict[str, dict], path: Path) -> None:
+    """per_class.csv: one row per class (precision, recall, F1, support), in the store's class order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(PER_CLASS_FIELDS)
+        writer.writerows([name, *(row[key] for key in PER_CLASS_FIELDS[1:])] for name, row in per_class.items())
+
+
 def mistakes_sheet(wrong: list[Mistake], split_dir: Path, out: Path, label: str) -> Path:
     """A contact sheet of the worst misclassified images: file name, true -> predicted and its probability."""
     shown = wrong[:WORST_SHOWN]
@@ -80,7 +86,7 @@ def mistakes_sheet(wrong: list[Mistake], split_dir: Path, out: Path, label: str)
 def evaluate(
     store_path: Path, head: str, head_dir: Path, out_dir: Path, split: str = "test", split_dir: Path | None = None
 ) -> Evaluation:
-    """Score the trained head on one split of the store; write metrics.json (per class too), the confusion plot,
+    """Score the trained head on one split of the store; write metrics.json, per_class.csv, the confusion plot,
     misclassified.csv and, given the split folder holding the images, plots/misclassified.png."""
     store = FeatureStore(store_path)
     data = store.split(split)
@@ -91,14 +97,12 @@ def evaluate(
     wrong = mistakes(probabilities, data.labels, data.ids, store.classes)
     shutil.rmtree(out_dir, ignore_errors=True)
     write_mistakes(wrong, out_dir / "misclassified.csv")
+    write_per_class(per_class, out_dir / "per_class.csv")
     if split_dir is not None:
         label = f"{store.attrs.get('backbone', store_path.stem)}/{head}, {split}"
         mistakes_sheet(wrong, split_dir, out_dir / "plots" / "misclassified.png", label)
     extra = {
         f"{split}/misclassified": len(wrong),
-        f"{split}/per_class": per_class,
-        # the same accuracy under a name unique to this branch: a short column in `dvc exp show`
-        branch_metric(store.attrs["backbone"], head): round(result.accuracy, 4),
     }
     write_test_metrics(result, data.labels, store.classes, out_dir, extra, split=split, fresh=False)
     title = f"{head} on {store_path.stem}\n{split} accuracy {result.accuracy:.4f}"

@@ -301,10 +301,16 @@ def write_split(result: SplitResult, out_dir: Path) -> None:
     )
 
 
-def write_metrics(result: SplitResult, path: Path) -> None:
-    """The split stage's counts (images, copied, converted and rejected by reason) for `dvc metrics show`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.metrics(), indent=2) + "\n")
+HEADLINE_METRICS = ("images", "split", "rejected", "converted")  # `dvc metrics show`: one short row
+
+
+def write_metrics(result: SplitResult, path: Path, counts_path: Path) -> None:
+    """The headline counts (images found, split, rejected, converted) at `path`, for `dvc metrics show`, and
+    every count (copied, unused, rejected and converted by reason) at `counts_path`, beside the split."""
+    counts = result.metrics()
+    for out, data in ((path, {k: counts[k] for k in HEADLINE_METRICS}), (counts_path, counts)):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def split(images_dir: Path, out_dir: Path, config: SplitConfig) -> SplitResult:
