@@ -207,6 +207,13 @@ def test_upstream_change_is_noticed_by_dvc_update(tmp_path: Path, server) -> Non
     run(["dvc", "update", f"{TARGET}.dvc"], root)
     assert (root / TARGET).read_bytes() == newer
     assert yaml.safe_load((root / f"{TARGET}.dvc").read_text())["outs"][0]["md5"] == hashlib.md5(newer).hexdigest()
+    (root / TARGET).unlink()  # as in a fresh clone: the record is committed, the data is not
+    doctor = run([sys.executable, "-m", "pipeline", "doctor"], root, check=False)
+    assert doctor.returncode == 2 and f"{TARGET} is tracked by DVC but not here" in doctor.stdout
+    assert f"fix: python -m pipeline get-data (from its source, as {TARGET}.dvc records), or dvc pull" in doctor.stdout
+    code, out, _ = get_data(root, base + route)
+    assert code == 0 and f"get-data: {base + route} -> {TARGET}" in out
+    assert (root / TARGET).read_bytes() == newer  # `dvc update` of the record, from DVC's cache
 
 
 def test_cut_off_download_leaves_data_raw_as_it_was(project: Path, server) -> None:
@@ -218,7 +225,8 @@ def test_cut_off_download_leaves_data_raw_as_it_was(project: Path, server) -> No
     assert code == 2, out + err
     assert "Not enough data to satisfy content length header" in err  # DVC's own error, shown to the user
     assert error_line(err) == (
-        f"error: `dvc import-url {base + route}` failed (exit 255, its error is above)" + manual_steps(base + route)
+        f"error: `dvc import-url {base + route} {TARGET}` failed (exit 255, its error is above)"
+        + manual_steps(base + route)
     )
     assert listing(project / "data" / "raw") == before
     assert (project / "params.yaml").read_text() == params

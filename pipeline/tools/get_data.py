@@ -128,14 +128,23 @@ def restore(folder: Path, before: dict[Path, bytes | None]) -> None:
             path.write_bytes(before[path])
 
 
+def import_command(download: Download) -> list[str]:
+    """`dvc import-url <url> <target>`; `dvc update <target>.dvc` when an import's record is here without its data
+    (a fresh clone): from DVC's cache if it holds the file, else from the URL the record names."""
+    if download.dvc_file.is_file() and imported_from(download.dvc_file):
+        return ["update", str(download.dvc_file)]
+    force = ["--force"] if download.dvc_file.exists() else []  # a `dvc add` record of a file since deleted
+    return ["import-url", *force, download.url, str(download.target)]
+
+
 def import_url(download: Download) -> None:
     """`dvc import-url` into data/raw, then the zip check; on any failure data/raw is left as it was."""
     before = snapshot(download.target.parent)
     try:
-        force = ["--force"] if download.dvc_file.exists() else []
-        code = run_dvc("import-url", *force, download.url, str(download.target))
+        command = import_command(download)
+        code = run_dvc(*command)
         if code != 0:
-            raise download.failed(f"`dvc import-url {download.url}` failed (exit {code}, its error is above)")
+            raise download.failed(f"`dvc {' '.join(command)}` failed (exit {code}, its error is above)")
         try:
             check_zip(download.target)
         except DownloadError as err:
