@@ -163,7 +163,7 @@ def test_the_zip_arrives_with_its_source_and_checksum_and_paths_raw_points_at_it
     assert f"Importing '{url}' -> '{TARGET}'" in out  # DVC's own lines come first, then get-data's
     assert [line for line in out.splitlines() if line.startswith(("get-data:", "next:"))] == [
         f"get-data: {url} -> {TARGET}",
-        f"get-data: {TARGET}: {len(body) / 1e6:,.1f} MB, 18 images",  # 16 photos, the empty and the cut-off one
+        f"get-data: {TARGET}: {len(body) / 1e6:,.1f} MB, 18 image files",  # 16 photos, the empty and the cut-off one
         f"get-data: `dvc update {TARGET}.dvc` downloads it again if {url} changes",
         f"get-data: paths.raw in params.yaml: {KAGGLE_DEFAULT} -> {TARGET}",
         f"next: `git add {TARGET}.dvc params.yaml` and commit (where the data came from), then `make run`",
@@ -180,7 +180,7 @@ def test_run_again_downloads_nothing(imported, server) -> None:
     gets = len(served.gets)
     code, out, err = get_data(root, url)
     assert code == 0, err
-    assert out.splitlines()[0] == f"get-data: {TARGET} is here ({TARGET}.dvc records its source): nothing to download"
+    assert out.splitlines()[0] == f"get-data: {TARGET} is here and tracked by DVC ({TARGET}.dvc): nothing to download"
     assert "paths.raw in params.yaml" not in out  # already set
     assert len(served.gets) == gets and (root / TARGET).read_bytes() == body
 

@@ -101,7 +101,7 @@ def check_zip(path: Path, full: bool = True) -> int:
     if bad is not None:
         raise DownloadError(f"{path} is damaged: entry {bad!r} fails its CRC check")
     if images == 0:
-        raise DownloadError(f"{path} holds no image files (.jpg, .jpeg, .png)")
+        raise DownloadError(f"{path} holds no image files (.jpg, .jpeg, .png, .bmp, .gif, .webp)")
     return images
 
 
@@ -208,17 +208,19 @@ def get_data(url: str = PETIMAGES_URL, params_file: Path = Path("params.yaml")) 
     dvc_file = download.dvc_file
     if download.target.is_file() and dvc_file.is_file():
         images = check_zip(download.target, full=False)
-        lines = [f"get-data: {download.target} is here ({dvc_file} records its source): nothing to download"]
+        lines = [f"get-data: {download.target} is here and tracked by DVC ({dvc_file}): nothing to download"]
     elif download.target.exists():
         track_by_hand_copy(download)
         images = check_zip(download.target, full=False)
         lines = [f"get-data: {download.target} was copied by hand: checked, and tracked by DVC in {dvc_file}"]
     else:
+        recorded = imported_from(dvc_file) if dvc_file.is_file() else None
+        download = Download(recorded, download.target) if recorded else download  # the record's source wins
         check_reachable(download)
         import_url(download)
         images = check_zip(download.target, full=False)
-        lines = [f"get-data: {url} -> {download.target}"]
-    lines.append(f"get-data: {download.target}: {human_size(download.target.stat().st_size)}, {images:,} images")
+        lines = [f"get-data: {download.url} -> {download.target}"]
+    lines.append(f"get-data: {download.target}: {human_size(download.target.stat().st_size)}, {images:,} image files")
     source = imported_from(dvc_file)
     if source:
         lines.append(f"get-data: `dvc update {dvc_file}` downloads it again if {source} changes")
