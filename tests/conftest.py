@@ -1,4 +1,4 @@
-"""Shared test helpers: subsets of the shared Dogs vs. Cats sample, made at test time."""
+"""Shared test helpers: subsets of the Dogs vs. Cats fixture in tests/data (see its README), made at test time."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-SAMPLE_ZIP = SHARED / "data" / "dogs-vs-cats-sample" / "train.zip"
-MNIST_DIR = SHARED / "data" / "mnist-t10k"
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE_ZIP = DATA / "dogs-vs-cats-300.zip"  # Kaggle layout: train/cat.0.jpg .. train/dog.149.jpg
+SAMPLE_PER_CLASS = 150
+MNIST_DIR = DATA / "mnist-t10k"
 PROJECT_FILES = (
     "pipeline",
     "dvc.yaml",
@@ -34,7 +35,9 @@ PROJECT_FILES = (
 
 
 def sample_images(per_class: int, classes: tuple[str, ...] = ("cat", "dog"), start: int = 0) -> dict[str, bytes]:
-    """{'cat.0.jpg': bytes, ...}: the first `per_class` images of each class from the shared sample."""
+    """{'cat.0.jpg': bytes, ...}: `per_class` images of each class from the fixture, numbered from `start`."""
+    if start + per_class > SAMPLE_PER_CLASS:
+        raise ValueError(f"the fixture {SAMPLE_ZIP.name} holds <class>.0 to <class>.{SAMPLE_PER_CLASS - 1} only")
     with zipfile.ZipFile(SAMPLE_ZIP) as archive:
         return {
             f"{cls}.{i}.jpg": archive.read(f"train/{cls}.{i}.jpg")

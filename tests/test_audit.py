@@ -27,7 +27,7 @@ PLANTED_PARAMS = {
     "backbones.efficientnet_lite0.input_size": 96,
     "train.heads": ["logreg"],
 }
-LABEL_ISSUE = "train/dog/dog.7.jpg"  # holds cat.1900.jpg
+LABEL_ISSUE = "train/dog/dog.7.jpg"  # holds cat.120.jpg
 LEAK_TEST, LEAK_TRAIN = "test/cat/cat.27.jpg", "train/cat/cat.3.jpg"  # cat.3 resized to 120 px, JPEG quality 70
 OUTLIER = "train/cat/cat.12.jpg"  # an MNIST digit
 COPY, ORIGINAL = "train/cat/cat.15.jpg", "train/cat/cat.5.jpg"
@@ -49,7 +49,7 @@ def mnist_digit(index: int = 0) -> Image.Image:
 def planted_images(folder: Path) -> Path:
     """30 sample images per class with four defects planted (see the module docstring)."""
     images = sample_images(30)
-    images["dog.7.jpg"] = sample_images(1, classes=("cat",), start=1900)["cat.1900.jpg"]
+    images["dog.7.jpg"] = sample_images(1, classes=("cat",), start=120)["cat.120.jpg"]
     original = Image.open(io.BytesIO(images["cat.3.jpg"]))
     images["cat.27.jpg"] = jpeg(original.resize((120, 120), Image.Resampling.BICUBIC), quality=70)
     images["cat.12.jpg"] = jpeg(mnist_digit())

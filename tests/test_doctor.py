@@ -46,6 +46,7 @@ def test_no_raw_data_nothing_can_run_and_says_where_it_goes(tmp_path: Path) -> N
     assert result.returncode == 2, result.stdout + result.stderr
     assert "data/raw/dogs-vs-cats.zip (paths.raw in params.yaml) is not there" in result.stdout
     assert "kaggle competitions download -c dogs-vs-cats -p data/raw" in result.stdout
+    assert "Get the photos with `python -m pipeline get-data` (Microsoft's download, no account" in result.stdout
 
 
 def test_a_train_zip_beside_the_expected_name_is_pointed_at(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import SAMPLE_ZIP
 from PIL import Image
 
 from pipeline.backbones import WeightsUnavailableError, get_backbone, lite_weights
@@ -24,7 +25,6 @@ from pipeline.backbones.efficientnet_lite import (
 )
 from pipeline.core.config import load_config
 
-SAMPLE_ZIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dogs-vs-cats-sample" / "train.zip"
 CAT_CLASSES = range(281, 294)
 DOG_CLASSES = range(151, 269)
 TRAINABLE_WITH_TOP = 4_652_008  # EfficientNet-Lite0, as published
@@ -39,8 +39,8 @@ ARCHITECTURE = {
     "efficientnet_lite2": (6_092_072, [1, 3, 3, 4, 4, 5, 1], 352, 260),
 }
 STAGE_STRIDES = [1, 2, 2, 2, 1, 2, 1]
-# Zero-shot at the native size, float32, on the first 100 cats and 100 dogs of the sample, a 2-core AMD EPYC
-# (Zen 3, AVX2) measured (cats in cat classes / dogs in dog classes) Lite0 75% / 95%, Lite1 77% / 94%, Lite2
+# Zero-shot at the native size, float32, on the first 100 cats and 100 dogs of the fixture (tests/data), a 2-core
+# AMD EPYC (Zen 3, AVX2) measured (cats in cat classes / dogs in dog classes) Lite0 75% / 95%, Lite1 77% / 94%, Lite2
 # 81% / 96%. Most misses are a cat taken for a small dog breed, or a dog for a dingo (class 273, a wild canid
 # outside 151-268). The floors sit 10 images under those figures, so another CPU's rounding (a borderline image or
 # two) passes, while a broken model (wrong weights mapping, padding or preprocessing) lands far below: chance puts
@@ -72,8 +72,6 @@ def _top1(model: keras.Model, images: np.ndarray) -> np.ndarray:
 
 
 def _sample_images(kind: str, count: int = 100) -> np.ndarray:
-    if not SAMPLE_ZIP.is_file():
-        pytest.skip(f"shared sample missing: {SAMPLE_ZIP}")
     with zipfile.ZipFile(SAMPLE_ZIP) as archive:
         return np.stack(
             [

@@ -3,7 +3,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_ZIP, sample_images, write_competition_zip, write_zip
+from conftest import SAMPLE_PER_CLASS, SAMPLE_ZIP, sample_images, write_competition_zip, write_zip
 
 from pipeline.core.errors import ExtractError
 from pipeline.stages.extract import extract
@@ -36,8 +36,14 @@ def test_folder(tmp_path: Path, images) -> None:
     assert extract(folder, tmp_path / "out").count == 6
 
 
-def test_shared_sample_extracts_all(tmp_path: Path) -> None:
-    assert extract(SAMPLE_ZIP, tmp_path / "out").count == 4000
+def test_fixture_extracts_all(tmp_path: Path) -> None:
+    """The whole Kaggle-layout fixture: every one of its 300 JPEGs, byte for byte, and nothing else."""
+    report = extract(SAMPLE_ZIP, tmp_path / "out")
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert report.count == len(names) == 2 * SAMPLE_PER_CLASS == 300
+    assert names == sorted(f"{cls}.{i}.jpg" for cls in ("cat", "dog") for i in range(SAMPLE_PER_CLASS))
+    with zipfile.ZipFile(SAMPLE_ZIP) as archive:
+        assert (tmp_path / "out" / "dog.149.jpg").read_bytes() == archive.read("train/dog.149.jpg")
 
 
 @pytest.mark.parametrize("entry", ["../evil.jpg", "train/../../evil.jpg", "/etc/cat.1.jpg", "C:/cat.1.jpg"])

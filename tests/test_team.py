@@ -12,7 +12,6 @@ from conftest import ROOT, TINY_PARAMS, make_project, sample_images, tool_env, w
 
 pytestmark = pytest.mark.slow
 
-PAGE_REMOTE = "/mnt/shared/dvc-cache"
 PAGE_CLONE_URL = "https://example.com/team/convnet-feature-store.git"
 RAW = "data/raw/dogs-vs-cats.zip"
 TEAM_PARAMS = {**TINY_PARAMS, "paths.raw": RAW, "train.heads": ["logreg"]}  # logreg: no TensorFlow in train
@@ -66,6 +65,7 @@ def tree_bytes(root: Path, *parts: str) -> dict[str, bytes]:
 def test_readme_team_section_as_written(tmp_path: Path) -> None:
     author_commands, teammate_commands = team_commands()
     assert any(c.startswith("dvc add data/raw/") for c in author_commands)
+    page_remote = next(c.split()[-1] for c in author_commands if c.startswith("dvc remote add"))  # a team folder
     remote, origin = tmp_path / "remote", tmp_path / "origin.git"
     author = make_project(tmp_path / "author", Path(RAW), TEAM_PARAMS)
     write_zip(author / RAW, sample_images(40))  # the archive inside the project, where users put it
@@ -76,7 +76,7 @@ def test_readme_team_section_as_written(tmp_path: Path) -> None:
 
     cwd, log = author, ""
     for command in author_commands:
-        output, cwd = shell(command.replace(PAGE_REMOTE, str(remote)), cwd)
+        output, cwd = shell(command.replace(page_remote, str(remote)), cwd)
         log += output
     assert "Running stage 'featurize@vgg16'" in log
     assert git_untracked(author) == [], "everything the run made is in git or ignored"

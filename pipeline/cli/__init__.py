@@ -3,7 +3,7 @@ commands. May import every layer below; nothing below imports it."""
 
 from __future__ import annotations
 
-from pipeline.cli import deploy, stages, tools  # noqa: F401  (register their commands on the app)
+from pipeline.cli import data, deploy, stages, tools  # noqa: F401  (register their commands on the app)
 from pipeline.cli.app import app
 from pipeline.cli.audit import audit_app
 from pipeline.cli.methods import method_app

@@ -67,6 +67,10 @@ class IdxError(PipelineError, ValueError):
     """An MNIST IDX file is missing, truncated or not IDX."""
 
 
+class DownloadError(PipelineError, RuntimeError):
+    """The raw data cannot be downloaded, or the download is broken; the message gives the steps by hand."""
+
+
 def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "no")
 

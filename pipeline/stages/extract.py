@@ -34,10 +34,10 @@ BLOCK = 1 << 20  # bytes per read while streaming an entry: memory stays bounded
 RATIO_FLOOR = 1 << 20  # entries smaller than this may compress as well as they like
 NESTED_TMP = ".nested-train.zip"  # a nested train.zip, streamed to disk (Kaggle's is 543 MB), not memory
 KAGGLE_HINT = (
-    "Download Kaggle's Dogs vs. Cats archive on a machine with internet: "
-    "`kaggle competitions download -c dogs-vs-cats -p data/raw` (accept the competition's rules first), "
-    "or set paths.raw in params.yaml to a train.zip, a folder of <class>.<n>.jpg files, or class folders "
-    "(<class>/<any name>.jpg, e.g. Microsoft's PetImages)."
+    "Get the photos with `python -m pipeline get-data` (Microsoft's download, no account; it sets paths.raw), "
+    "or Kaggle's Dogs vs. Cats archive: `kaggle competitions download -c dogs-vs-cats -p data/raw` (accept "
+    "the competition's rules first), or set paths.raw in params.yaml to a train.zip, a folder of "
+    "<class>.<n>.jpg files, or class folders (<class>/<any name>.jpg, e.g. Microsoft's PetImages)."
 )
 
 

@@ -68,7 +68,10 @@ def check_raw(config: Config) -> Finding:
         return Finding("ok", "raw data", f"{raw} ({human_bytes(path_size(raw))})")
     tracked = raw.with_name(raw.name + ".dvc")
     if tracked.is_file():
-        return Finding("error", "raw data", f"{raw} is tracked by DVC but not here", f"dvc pull {tracked}", ALL)
+        fix = f"dvc pull {tracked}"
+        if "deps:" in tracked.read_text():  # a `dvc import-url` record: it names the file's source
+            fix = f"python -m pipeline get-data (from its source, as {tracked} records), or {fix} (from your remote)"
+        return Finding("error", "raw data", f"{raw} is tracked by DVC but not here", fix, ALL)
     others = sorted(p for p in raw.parent.glob("*.zip") if p != raw) if raw.parent.is_dir() else []
     if others:
         return Finding(
