@@ -30,6 +30,7 @@ class LogRegHead:
         self.C = C
 
     def decision(self, features: np.ndarray) -> np.ndarray:
+        """Maps, or rows already pooled (the store's pooled view): pooling a pooled row leaves it as it is."""
         x = (pool(features, self.pooling) - self.mean) / self.scale
         return x @ self.coef.T + self.intercept
 
