@@ -33,6 +33,7 @@ COMMANDS = {
     "store info": ["store", "info", "features/vgg16.h5"],
     "store export": ["store", "export", "features/vgg16.h5", "-f", "npy", "--pooling", "avg"],
     "doctor": ["doctor"],
+    "visualize render logreg (nothing to draw)": ["visualize", "render", "vgg16", "logreg"],
     "params": ["params"],
 }
 
