@@ -46,7 +46,8 @@ print(f"test accuracy {(model.predict(scaler.transform(x_test)) == y_test).mean(
 MEASURE = (
     "import resource, subprocess, sys\n"
     "code = subprocess.run(sys.argv[1:]).returncode\n"
-    "print(f'peak_rss_kib={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}', file=sys.stderr)\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(f'peak_rss_kib={usage.ru_maxrss} cpu_s={usage.ru_utime + usage.ru_stime}', file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 PROJECT_FILES = (
@@ -66,6 +67,7 @@ class Timing:
     label: str
     seconds: float
     peak_rss_mb: float
+    cpu_seconds: float  # user + system of every process it ran: what a busy machine's wall clock hides
 
 
 def measured(label: str, cmd: list[str], cwd: Path) -> Timing:
@@ -78,8 +80,9 @@ def measured(label: str, cmd: list[str], cwd: Path) -> Timing:
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         raise InputError(f"bench-heads: `{' '.join(cmd)}` failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    rss = next(line for line in result.stderr.splitlines() if line.startswith("peak_rss_kib="))
-    return Timing(label, seconds, int(rss.split("=")[1]) / 1024)
+    usage = next(line for line in result.stderr.splitlines() if line.startswith("peak_rss_kib="))
+    rss, cpu = (field.split("=")[1] for field in usage.split())
+    return Timing(label, seconds, int(rss) / 1024, float(cpu))
 
 
 def tool(name: str) -> str:
@@ -179,13 +182,19 @@ def bench_heads(project: Path, backbone: str, head: str, setting: str, c: float,
 def table(timings: list[Timing], rows: int, backbone: str, setup: list[Timing]) -> list[str]:
     peer = timings[-1]
     lines = [
-        f"bench-heads: {rows} rows of {backbone}; wall seconds, peak RSS of the largest process, x the plain script",
-        "| step | seconds | peak RSS (MB) | x plain (time) | x plain (RSS) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        f"bench-heads: {rows} rows of {backbone}; wall and CPU seconds, peak RSS of the largest process, "
+        "and each as a multiple of the plain script's",
+        "| step | wall s | CPU s | peak RSS (MB) | x plain (wall) | x plain (CPU) | x plain (RSS) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for t in setup + timings:
-        lines.append(
-            f"| {t.label} | {t.seconds:.1f} | {t.peak_rss_mb:.0f} | {t.seconds / peer.seconds:.2f} | "
-            f"{t.peak_rss_mb / peer.peak_rss_mb:.2f} |"
-        )
+        ratios = (t.seconds / peer.seconds, t.cpu_seconds / peer.cpu_seconds, t.peak_rss_mb / peer.peak_rss_mb)
+        cells = [
+            t.label,
+            f"{t.seconds:.1f}",
+            f"{t.cpu_seconds:.1f}",
+            f"{t.peak_rss_mb:.0f}",
+            *(f"{r:.2f}" for r in ratios),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
