@@ -70,16 +70,19 @@ class Timing:
     cpu_seconds: float  # user + system of every process it ran: what a busy machine's wall clock hides
 
 
-def measured(label: str, cmd: list[str], cwd: Path) -> Timing:
-    """Run `cmd` in `cwd` (stdout and stderr kept for the error), timing its wall clock and peak RSS."""
+def measured(label: str, cmd: list[str], cwd: Path, expect: str = "") -> Timing:
+    """Run `cmd` in `cwd`, timing its wall clock, CPU and peak RSS; an error unless it succeeds and prints `expect`."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", MEASURE, *cmd], cwd=cwd, env=env, capture_output=True, text=True, check=False
     )
     seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise InputError(f"bench-heads: `{' '.join(cmd)}` failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    if result.returncode != 0 or expect not in result.stdout:
+        output = (result.stdout + result.stderr)[-2000:]
+        raise InputError(
+            f"bench-heads: `{' '.join(cmd)}` failed or did not print {expect!r} ({result.returncode}):\n{output}"
+        )
     usage = next(line for line in result.stderr.splitlines() if line.startswith("peak_rss_kib="))
     rss, cpu = (field.split("=")[1] for field in usage.split())
     return Timing(label, seconds, int(rss) / 1024, float(cpu))
@@ -130,7 +133,8 @@ def reproduce(project: Path) -> Timing:
     """`dvc repro` of a fresh scratch project, measured (its peak RSS is the largest stage's), then committed."""
     timing = measured("(setup) dvc repro, every stage; featurize computes none", [tool("dvc"), "repro", "-q"], project)
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
-    subprocess.run([*git, "commit", "-qam", "reproduced"], cwd=project, check=True, capture_output=True)
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True, capture_output=True)  # dvc.lock is new
+    subprocess.run([*git, "commit", "-qm", "reproduced"], cwd=project, check=True, capture_output=True)
     return timing
 
 
@@ -168,7 +172,12 @@ def bench_heads(project: Path, backbone: str, head: str, setting: str, c: float,
             f"{sys.executable} -m pipeline {stage} {backbone} {head}" for stage in ("train", "evaluate")
         )
         timings = [
-            measured(f"(a) dvc exp run -S {setting}", [tool("dvc"), "exp", "run", "-S", setting], where),
+            measured(
+                f"(a) dvc exp run -S {setting}",
+                [tool("dvc"), "exp", "run", "-S", setting],
+                where,
+                f"Running stage 'train@{backbone}-",
+            ),
             measured(f"(b) train + evaluate {backbone} {head}", ["sh", "-c", by_hand], where),
             measured(
                 f"(c) plain LogisticRegression(C={c}) on .npy", [sys.executable, "-c", PEER, str(export), str(c)], where
