@@ -18,7 +18,7 @@ from pipeline.stages.evaluate import evaluate
 from pipeline.stages.featurize import featurize
 from pipeline.stages.train import train
 from pipeline.store.chunks import CHUNK_GLOB
-from pipeline.store.index import FeatureStore, chunk_folder
+from pipeline.store.index import FeatureStore, chunk_folder, describe
 from pipeline.store.pooled import load_pooled
 from pipeline.store.verify import verify
 from pipeline.store.views import VIEW_GLOB, view_name
@@ -71,6 +71,7 @@ def test_a_store_without_views_gains_them_computing_no_feature(featurized) -> No
     chunks = {p.name: p.read_bytes() for p in chunk_folder(store).glob(CHUNK_GLOB)}
     for view in views(store):
         view.unlink()
+    assert "pooled views (avg, max): 0 of 3 chunks" in describe(store)
     assert_view_pools_the_maps(store)  # readers pool the chunks meanwhile
     report = featurize("vgg16", BACKBONE, CONFIG, manifest, store)
     assert report.computed == 0 and report.images == 24
@@ -78,6 +79,7 @@ def test_a_store_without_views_gains_them_computing_no_feature(featurized) -> No
     assert {p.name: p.read_bytes() for p in chunk_folder(store).glob(CHUNK_GLOB)} == chunks
     assert_view_pools_the_maps(store)
     assert verify(store, manifest) == []
+    assert "pooled views (avg, max): 3 of 3 chunks" in describe(store)
 
 
 def test_heads_evaluate_and_readers_use_the_view_not_the_maps(featurized, tmp_path: Path) -> None:

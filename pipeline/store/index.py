@@ -349,6 +349,8 @@ def describe(path: Path) -> str:
         except (OSError, KeyError) as err:
             unreadable.append(f"{chunk.name} ({type(err).__name__})")
     lines.append(f"  chunk rows: {pooled} ({max(pooled - referenced, 0)} not used by any split)")
+    views = sum((folder / view_name(chunk.name)).is_file() for chunk in chunk_files)
+    lines.append(f"  pooled views (avg, max): {views} of {len(chunk_files)} chunks (featurize rebuilds missing ones)")
     if unreadable:
         lines.append(f"  UNREADABLE: {', '.join(unreadable)} (run `store verify`, then featurize to recompute)")
     missing = store.missing_chunks()
