@@ -176,7 +176,7 @@ def bench_heads(project: Path, backbone: str, head: str, setting: str, c: float,
                 f"(a) dvc exp run -S {setting}",
                 [tool("dvc"), "exp", "run", "-S", setting],
                 where,
-                f"Running stage 'train@{backbone}-",
+                f"Running stage 'train@{backbone}-",  # not printed when the param already has that value
             ),
             measured(f"(b) train + evaluate {backbone} {head}", ["sh", "-c", by_hand], where),
             measured(
