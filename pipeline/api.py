@@ -7,6 +7,7 @@
 
 `features` is float32, (N, h, w, c) as stored or (N, d) pooled; `labels` int64 indexes into `classes`;
 `ids` are the manifest paths (str), row for row. Export writes `.npy` files (no pickles) and parquet.
+pooling="avg" or "max" reads the store's pooled view: the (N, h, w, c) maps are not loaded.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pipeline.core.config import SPLITS
 from pipeline.core.errors import InputError, StoreError
 from pipeline.heads.pooling import pool
 from pipeline.store.index import FeatureStore
+from pipeline.store.views import VIEW_POOLINGS
 
 POOLINGS = ("none", "auto", "avg", "max", "flatten")
 EXPORT_FORMATS = ("npy", "parquet")
@@ -63,8 +65,12 @@ def load_split(store: str | Path, split: str = "train", *, pooling: str | None =
     opened = FeatureStore(Path(store))
     if split not in SPLITS:
         raise StoreError(f"split must be one of {SPLITS}. Received: split={split!r}")
-    data = opened.split(split)
     default = opened.attrs.get("default_pooling", "flatten")
+    resolved = default if pooling == "auto" else pooling
+    if resolved in VIEW_POOLINGS:
+        data = opened.pooled(split, resolved)
+        return SplitArrays(data.features, data.labels.astype(np.int64), [str(i) for i in data.ids], opened.classes)
+    data = opened.split(split)
     features = np.ascontiguousarray(pooled(data.features, pooling, default), dtype=np.float32)
     return SplitArrays(features, data.labels.astype(np.int64), [str(i) for i in data.ids], opened.classes)
 

@@ -43,7 +43,7 @@ def test_bench_runs_both_paths_on_the_same_images(tmp_path) -> None:
     assert re.search(r"\(b\) featurize, float32: 24 images in [\d.]+ s", out)  # 6 per class x 2 classes x 2 copies
     assert re.search(r"GEMM 2048\^3: float32 \d+ GFLOP/s, bfloat16 \d+ GFLOP/s", out)
     assert re.search(r"peak resident memory: [\d.]+ GiB for 24 images", out)
-    assert "same images: the seed loop's 8 are the first 8 of featurize's 24 (sha256)" in out
+    assert "same images: the book's loop read 8, the first 8 of featurize's 24 (sha256)" in out
 
 
 def test_scratch_convnet_flops_by_hand() -> None:

@@ -89,3 +89,23 @@ def bench_train(
     raw = source or load_config(params).paths.raw
     for line in bench_training(raw, per_class, size, steps, rounds, VARIANTS[:2] if quick else VARIANTS):
         typer.echo(line)
+
+
+@app.command("bench-heads")
+def bench_heads(
+    backbone: Annotated[str, typer.Option(help="Backbone whose store the heads read.")] = "efficientnet_lite0",
+    head: Annotated[str, typer.Option(help="The head trained and evaluated by hand (b).")] = "logreg",
+    setting: Annotated[
+        str | None, typer.Option("--set", help="The param `dvc exp run -S` changes (a); default heads.logreg.C=<C>.")
+    ] = None,
+    c: Annotated[float, typer.Option("--C", help="The plain script's C (c), and (a)'s by default.")] = 0.1,
+    repeat: Annotated[
+        int, typer.Option(help="Rows per image: >1 benches a scratch copy whose split lists each image that often.")
+    ] = 1,
+) -> None:
+    """Time a head swap three ways on this project's store: `dvc exp run -S`, train + evaluate by hand, and a
+    plain numpy/scikit-learn script on `store export`'s .npy; print seconds, peak RSS and the ratios."""
+    from pipeline.tools.heads_bench import bench_heads as run
+
+    for line in run(Path.cwd(), backbone, head, setting or f"heads.logreg.C={c}", c, repeat):
+        typer.echo(line)

@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from pipeline.compute.protocol import ComputeJob
 from pipeline.core.errors import StoreError
 from pipeline.images.decode import image_batches
+from pipeline.reporting.progress import Progress
 
 
 class LocalBackend:
@@ -32,13 +32,13 @@ class LocalBackend:
             )
         job.pool.feature_shape = shape  # every chunk written is checked against it
         batches = image_batches(job.paths, size, config.resize, config.batch_size, spec.preprocess)
-        with tqdm(total=len(job.keys), desc=f"featurize {spec.name}", unit="img", disable=None) as bar:
+        with Progress(len(job.keys), f"featurize {spec.name}", "img") as bar:
             for features, chunk_keys in group_rows(run_model(model, batches, bar), job.keys, config.chunk_rows):
                 job.pool.add(features, chunk_keys, config.storage_dtype)
         return shape
 
 
-def run_model(model: keras.Model, batches: tf.data.Dataset, bar: tqdm) -> Iterator[np.ndarray]:
+def run_model(model: keras.Model, batches: tf.data.Dataset, bar: Progress) -> Iterator[np.ndarray]:
     """The conv base's output for each batch, in order."""
     signature = [tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)]  # one trace, whatever the batch
     infer: Callable = tf.function(lambda x: model(x, training=False), input_signature=signature)

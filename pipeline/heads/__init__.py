@@ -13,7 +13,7 @@ from importlib import import_module
 from pathlib import Path
 
 from pipeline.core.errors import InputError, MissingInputError
-from pipeline.heads.base import Head, HeadBuilder, TrainingData
+from pipeline.heads.base import Head, HeadBuilder, TrainingData, head_pooling
 
 HEADS: dict[str, str] = {
     "dense": "pipeline.heads.dense:DenseHeadBuilder",
@@ -63,6 +63,7 @@ __all__ = [
     "TrainingData",
     "get_head",
     "head_file",
+    "head_pooling",
     "is_keras_head",
     "load_head",
     "save_head",

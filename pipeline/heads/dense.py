@@ -1,4 +1,8 @@
-"""The book's dense head: Flatten (or global average) -> Dense(256, relu) -> Dropout(0.5) -> Dense(1, sigmoid)."""
+"""The book's dense head: Flatten (or global average) -> Dense(256, relu) -> Dropout(0.5) -> Dense(1, sigmoid).
+
+The saved model takes the conv base's feature map (so it stacks on the base for Grad-CAM). With average
+pooling it trains and predicts on rows already pooled (the store's pooled view) through the same layers.
+"""
 
 from __future__ import annotations
 
@@ -37,14 +41,35 @@ def to_two_columns(probabilities: np.ndarray) -> np.ndarray:
     return probabilities
 
 
+AFTER_POOL = ("flatten", "dense", "dropout", "predictions")  # the layers that read a pooled row
+
+
+def vector_model(model: keras.Model, width: int) -> keras.Model:
+    """The layers after the pooling of `model`, as a model over (N, width) pooled rows; weights are shared."""
+    inputs = keras.Input(shape=(width,), name="pooled")
+    x = inputs
+    for name in AFTER_POOL:
+        x = model.get_layer(name)(x)
+    return keras.Model(inputs, x, name="dense_head_pooled")
+
+
+def pools(model: keras.Model) -> bool:
+    return any(layer.name == "pool" for layer in model.layers)
+
+
 class DenseHead:
     file_suffix = ".keras"
 
     def __init__(self, model: keras.Model) -> None:
         self.model = model
+        self.pooling = "avg" if pools(model) else "flatten"
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return to_two_columns(self.model.predict(features, batch_size=256, verbose=0))
+        """Maps as the model takes them, or (N, c) rows already average-pooled."""
+        model = self.model
+        if features.ndim == 2 and self.pooling == "avg" and len(model.input.shape) > 2:
+            model = vector_model(model, features.shape[1])
+        return to_two_columns(model.predict(features, batch_size=256, verbose=0))
 
     def save(self, path: Path) -> None:
         self.model.save(path)
@@ -58,17 +83,14 @@ class DenseHeadBuilder:
         p = head_params("dense", params)
         keras.utils.set_random_seed(seed)
         n_classes = len(data.classes)
-        model = build_dense_head(
-            data.x_train.shape[1:],
-            n_classes,
-            resolve_pooling(p["pooling"], data.default_pooling),
-            p["units"],
-            p["dropout"],
-        )
+        pooling = resolve_pooling(p["pooling"], data.default_pooling)
+        model = build_dense_head(data.map_shape, n_classes, pooling, p["units"], p["dropout"])
+        pooled_rows = data.x_train.ndim == 2 and len(data.map_shape) == 3 and pooling == "avg"
+        trained = vector_model(model, data.x_train.shape[1]) if pooled_rows else model
         loss = "binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"
-        model.compile(optimizer=keras.optimizers.RMSprop(p["learning_rate"]), loss=loss, metrics=["accuracy"])
+        trained.compile(optimizer=keras.optimizers.RMSprop(p["learning_rate"]), loss=loss, metrics=["accuracy"])
         callbacks = [EpochProgress(p["epochs"])] + ([LiveCurves(live)] if live is not None else [])
-        model.fit(
+        trained.fit(
             data.x_train,
             data.y_train,
             validation_data=(data.x_val, data.y_val),

@@ -12,6 +12,7 @@ from pipeline.core.errors import InputError
 from pipeline.heads.base import TrainingData, head_params
 from pipeline.heads.pooling import pool, resolve_pooling
 from pipeline.reporting.metrics import log_epoch, score
+from pipeline.reporting.progress import Progress
 
 ARRAY_KEYS = ("coef", "intercept", "mean", "scale", "meta")
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
@@ -30,6 +31,7 @@ class LogRegHead:
         self.C = C
 
     def decision(self, features: np.ndarray) -> np.ndarray:
+        """Maps, or rows already pooled (the store's pooled view): pooling a pooled row leaves it as it is."""
         x = (pool(features, self.pooling) - self.mean) / self.scale
         return x @ self.coef.T + self.intercept
 
@@ -92,8 +94,13 @@ class LogRegHeadBuilder:
         x_train = pool(data.x_train, pooling)
         mean, scale = standardization(x_train, p["standardize"])
         candidates = C_GRID if p["C"] == "auto" else (float(p["C"]),)
-        fits = [fit_one(x_train, data.y_train, c, p["max_iter"], seed, mean, scale, pooling) for c in candidates]
-        head = max(fits, key=lambda h: (validation_accuracy(h, data), -h.C))  # ties: the stronger regularization
+        fits, accuracies = [], {}
+        with Progress(len(candidates), f"train logreg ({len(x_train)} rows)", "C", enabled=len(candidates) > 1) as bar:
+            for c in candidates:
+                fits.append(fit_one(x_train, data.y_train, c, p["max_iter"], seed, mean, scale, pooling))
+                accuracies[c] = validation_accuracy(fits[-1], data)
+                bar.update(1, f"C {c:g}: val_accuracy {accuracies[c]:.4f}")
+        head = max(fits, key=lambda h: (accuracies[h.C], -h.C))  # ties: the stronger regularization
         if live is not None:
             for fit in fits:
                 log_fit_quality(live, fit, data)

@@ -18,6 +18,7 @@ from pipeline.reporting.contact_sheet import contact_sheet
 from pipeline.reporting.curve_plots import confusion_png
 from pipeline.reporting.metrics import Evaluation, per_class_report, score, write_test_metrics
 from pipeline.store.index import FeatureStore
+from pipeline.store.pooled import pooled_split
 
 MISCLASSIFIED_FIELDS = ("id", "true", "predicted", "probability", "true_probability")
 PER_CLASS_FIELDS = ("class", "precision", "recall", "f1", "support")
@@ -89,8 +90,9 @@ def evaluate(
     """Score the trained head on one split of the store; write metrics.json, per_class.csv, the confusion plot,
     misclassified.csv and, given the split folder holding the images, plots/misclassified.png."""
     store = FeatureStore(store_path)
-    data = store.split(split)
-    probabilities = load_head(head, head_dir).predict_proba(data.features)
+    model = load_head(head, head_dir)
+    data = pooled_split(store, split, model.pooling) if model.pooling != "flatten" else store.split(split)
+    probabilities = model.predict_proba(data.features)
     result = score(probabilities, data.labels, len(store.classes))
     per_class, table = per_class_report(data.labels, result.predicted, store.classes)
     result = replace(result, per_class=per_class, report=table)

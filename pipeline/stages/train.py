@@ -1,4 +1,7 @@
-"""Stage train: fit one head on one backbone's cached features (train split; validation for curves)."""
+"""Stage train: fit one head on one backbone's cached features (train split; validation for curves).
+
+A head that pools avg reads the store's pooled view, never the (N, h, w, c) maps; flatten reads the maps.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.heads import TrainingData, get_head, save_head
+from pipeline.heads import TrainingData, get_head, head_pooling, save_head
 from pipeline.reporting.curve_plots import CurveRecorder
 from pipeline.store.drop_list import read_drop_list
 from pipeline.store.index import FeatureStore, SplitData, StoreError
+from pipeline.store.pooled import pooled_split
 
 
 def without_rows(train: SplitData, drop_list: Path) -> SplitData:
@@ -27,9 +31,13 @@ def without_rows(train: SplitData, drop_list: Path) -> SplitData:
     return SplitData(train.features[keep], train.labels[keep], [train.ids[i] for i in keep])
 
 
-def training_data(store: FeatureStore, drop_list: Path | None = None) -> TrainingData:
-    """Train and validation features; with a drop list, the training rows it names are left out."""
-    train, validation = store.split("train"), store.split("validation")
+def training_data(store: FeatureStore, drop_list: Path | None = None, pooling: str = "flatten") -> TrainingData:
+    """Train and validation rows pooled by `pooling` (avg: from the pooled view; flatten: the maps, as stored);
+    with a drop list, the training rows it names are left out."""
+    if pooling == "flatten":
+        train, validation = store.split("train"), store.split("validation")
+    else:
+        train, validation = pooled_split(store, "train", pooling), pooled_split(store, "validation", pooling)
     if drop_list is not None:
         train = without_rows(train, drop_list)
     return TrainingData(
@@ -39,6 +47,7 @@ def training_data(store: FeatureStore, drop_list: Path | None = None) -> Trainin
         validation.labels,
         store.classes,
         store.attrs["default_pooling"],
+        store.feature_shape,
     )
 
 
@@ -55,7 +64,8 @@ def train(
     and what the head chose); write its learning curves (one TSV and PNG per metric, train and validation
     together) into `curves_dir`. Returns the seconds."""
     builder = get_head(head)
-    data = training_data(FeatureStore(store_path), drop_list)
+    store = FeatureStore(store_path)
+    data = training_data(store, drop_list, head_pooling(head, params, store.attrs["default_pooling"]))
     start = time.perf_counter()
     curves = CurveRecorder(builder.curve_x)
     model = builder.fit(data, params, seed, curves)

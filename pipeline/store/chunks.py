@@ -7,7 +7,7 @@ after a crash the pool holds only whole chunks, and a rerun computes only the im
 
 Every read checks a chunk (read_chunk): HDF5's fletcher32 checksum on its features, its keys against its
 name, counts, shape, dtype and finiteness. A chunk that fails is never served: readers stop with an error
-naming it, and featurize recomputes its rows.
+naming it, and featurize recomputes its rows. Beside each chunk lies its pooled view (pipeline.store.views).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 
 from pipeline.core.atomic import atomic_file, remove_partials
 from pipeline.core.errors import ChunkError
+from pipeline.store.views import VIEW_GLOB, chunk_of_view, read_view, view_name, view_width, write_view
 
 STRING = h5py.string_dtype("utf-8")
 CHUNK_GLOB = "chunk-*.h5"
@@ -183,7 +184,9 @@ class ChunkPool:
     """The chunks of one fingerprint in one folder: look rows up by key, add new chunks.
 
     Every chunk of the fingerprint is read and checked when the pool opens (read_chunk). One that fails
-    is `damaged`: it is not indexed, so its rows count as missing and featurize recomputes them.
+    is `damaged`: it is not indexed, so its rows count as missing and featurize recomputes them. A sound
+    chunk whose pooled view is missing or damaged gets its view rebuilt from the rows just read
+    (`views_built` names them), so an existing store gains the view without recomputing a feature.
     """
 
     def __init__(self, folder: Path, fingerprint: str, dtype: str | None = None) -> None:
@@ -196,15 +199,31 @@ class ChunkPool:
         self.rows_per_chunk: dict[str, int] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.feature_shape: tuple[int, ...] | None = None
+        self.views_built: list[str] = []
         for path in sorted(folder.glob(CHUNK_GLOB)) if folder.is_dir() else []:
             if peek_fingerprint(path) not in (fingerprint, None):
                 self.stale.append(path)
                 continue
             try:
-                self._index(path, read_chunk(path, fingerprint, dtype))
+                chunk = read_chunk(path, fingerprint, dtype)
             except ChunkError as err:
                 self.damaged.append(err)
+                continue
+            self._index(path, chunk)
+            self._ensure_view(path, chunk)
         self._drop_odd_shapes()
+
+    def _ensure_view(self, path: Path, chunk: ChunkData) -> None:
+        """Rebuild the chunk's pooled view from its rows when the view is missing or fails its checks."""
+        view = self.folder / view_name(path.name)
+        if view.is_file():
+            try:
+                read_view(view, self.fingerprint, "avg", view_width(chunk.features.shape[1:]), checksum=True)
+                return
+            except ChunkError:
+                pass
+        write_view(self.folder, path.name, self.fingerprint, chunk.features, chunk.keys)
+        self.views_built.append(path.name)
 
     def _index(self, path: Path, chunk: ChunkData) -> None:
         self.rows_per_chunk[path.name] = len(chunk.keys)
@@ -235,6 +254,7 @@ class ChunkPool:
         """Delete the damaged chunk files (their rows are recomputed); returns what was wrong with each."""
         for err in self.damaged:
             err.path.unlink(missing_ok=True)
+            (self.folder / view_name(Path(err.path).name)).unlink(missing_ok=True)
         return list(self.damaged)
 
     def missing(self, keys: Iterable[str]) -> list[str]:
@@ -254,8 +274,11 @@ class ChunkPool:
             self._index(path, read_chunk(path, self.fingerprint, self.dtype, self.feature_shape))
 
     def unreferenced(self, used: set[str]) -> list[Path]:
-        """Chunk files no row of `used` points into, plus chunks of another fingerprint."""
-        return [self.folder / name for name in self.rows_per_chunk if name not in used] + self.stale
+        """Chunk files no row of `used` points into, plus chunks of another fingerprint, and the pooled views
+        of no chunk in `used`."""
+        chunks = [self.folder / name for name in self.rows_per_chunk if name not in used] + self.stale
+        views = sorted(self.folder.glob(VIEW_GLOB)) if self.folder.is_dir() else []
+        return chunks + [view for view in views if chunk_of_view(view.name) not in used]
 
     def remove_partials(self) -> None:
         """Temporary files a killed run left behind."""
@@ -272,7 +295,8 @@ def write_chunk(
 ) -> Path:
     """Check the rows, write them under a temporary name, then rename: readers only ever see whole chunks.
 
-    The features dataset carries HDF5's fletcher32 filter, so every later read checks every byte.
+    The features dataset carries HDF5's fletcher32 filter, so every later read checks every byte. The chunk's
+    pooled view is written next, from the same rows.
     """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / chunk_name(fingerprint, keys)  # never the name of another recipe's chunk
@@ -285,6 +309,7 @@ def write_chunk(
         handle.create_dataset("keys", data=np.array(keys, dtype=object), dtype=STRING)
         handle.attrs["fingerprint"] = fingerprint
         handle.attrs["checksum"] = chunk_checksum(stored, keys)
+    write_view(folder, path.name, fingerprint, stored, keys)
     return path
 
 

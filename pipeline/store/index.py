@@ -20,7 +20,8 @@ import numpy as np
 
 from pipeline.core.atomic import atomic_file
 from pipeline.core.errors import ChunkError, StoreError
-from pipeline.store.chunks import STRING, ChunkPool, RowRef, read_chunk, read_strings
+from pipeline.store.chunks import STRING, ChunkData, ChunkPool, RowRef, read_chunk, read_strings
+from pipeline.store.views import VIEW_POOLINGS, pool_rows, read_view, view_name, view_width
 
 if TYPE_CHECKING:  # typing only: the store never builds a backbone (that would import TensorFlow)
     from pipeline.backbones import ResolvedWeights
@@ -195,16 +196,54 @@ class FeatureStore:
         that row, stops the read with a StoreError naming the chunk and the fix: no wrong row is served.
         """
         index = self.split_rows(name)
+        self.check_chunks_present()
+        features = np.empty((len(index.keys), *self.feature_shape), dtype=np.float32)
+        for chunk, positions in rows_by_chunk(index.chunks).items():
+            self.read_rows(chunk, index, positions, features)
+        return SplitData(features=features, labels=index.labels, ids=index.ids)
+
+    def check_chunks_present(self) -> None:
         missing = self.missing_chunks()
         if missing:
             raise StoreError(
                 f"{self.path} points to {len(missing)} chunk file(s) missing from {chunk_folder(self.path)}, "
                 f"e.g. {missing[0]}. Run `dvc pull` (or `dvc repro` to recompute them)."
             )
-        features = np.empty((len(index.keys), *self.feature_shape), dtype=np.float32)
+
+    def pooled(self, name: str, pooling: str) -> SplitData:
+        """One split's rows pooled to (N, d) float32 by `pooling` (avg or max), read from the pooled view.
+
+        Each chunk's view is checked as the chunks are (fletcher32, recipe, keys against the index); a chunk
+        without a view (a store featurized before views existed) is pooled from its maps, one chunk at a time.
+        Memory is the pooled rows plus at most one chunk.
+        """
+        if pooling not in VIEW_POOLINGS:
+            raise StoreError(f"The pooled view holds {VIEW_POOLINGS}. Received: pooling={pooling!r}")
+        index = self.split_rows(name)
+        width = view_width(self.feature_shape)
+        rows = np.empty((len(index.keys), width), dtype=np.float32)
         for chunk, positions in rows_by_chunk(index.chunks).items():
-            self.read_rows(chunk, index, positions, features)
-        return SplitData(features=features, labels=index.labels, ids=index.ids)
+            self.read_pooled_rows(chunk, index, positions, pooling, rows)
+        return SplitData(features=rows, labels=index.labels, ids=index.ids)
+
+    def read_pooled_rows(
+        self, chunk: str, index: SplitRows, positions: np.ndarray, pooling: str, out: np.ndarray
+    ) -> None:
+        """Put `chunk`'s pooled rows at the split's `positions` into `out`, from its view if it has one."""
+        view = chunk_folder(self.path) / view_name(chunk)
+        if view.is_file():
+            try:
+                data = read_view(view, self.attrs.get("fingerprint", ""), pooling, out.shape[1])
+            except ChunkError as err:
+                raise StoreError(f"Damaged pooled view {view}: {err.problem}. {repair_hint(self.path)}") from err
+            keys, pooled = data.keys, data.rows
+        else:
+            self.check_chunks_present()
+            view = chunk_folder(self.path) / chunk
+            maps = self.read_chunk(view)
+            keys, pooled = maps.keys, pool_rows(maps.features, pooling)
+        self.check_identity(view, keys, index, positions)
+        out[positions] = pooled[index.rows[positions]]
 
     def read_rows(self, chunk: str, index: SplitRows, positions: np.ndarray, out: np.ndarray) -> None:
         """Put the rows of `chunk` at the split's `positions` into `out`, after checking the chunk and each
@@ -214,27 +253,31 @@ class FeatureStore:
         start, stop = int(positions[0]), int(positions[-1]) + 1
         whole = stop - start == len(positions) and np.array_equal(rows, np.arange(len(rows)))
         target = out[start:stop] if whole else None
+        data = self.read_chunk(path, target)
+        self.check_identity(path, data.keys, index, positions)
+        if data.features is not target:  # not read in place: copy the rows the split uses
+            out[positions] = data.features[rows]
+
+    def read_chunk(self, path: Path, out: np.ndarray | None = None) -> ChunkData:
+        """One chunk of this store, checked against its recipe (read_chunk); damage is a StoreError."""
         try:
-            data = read_chunk(
-                path,
-                self.attrs.get("fingerprint", ""),
-                self.attrs.get("storage_dtype"),
-                self.shape,
-                out=target,
+            return read_chunk(
+                path, self.attrs.get("fingerprint", ""), self.attrs.get("storage_dtype"), self.shape, out=out
             )
         except ChunkError as err:
             raise StoreError(f"Damaged chunk {path}: {err.problem}. {repair_hint(self.path)}") from err
-        if rows.min() < 0 or rows.max() >= len(data.keys):
-            raise StoreError(f"{self.path} points past the end of chunk {path}. {repair_hint(self.path)}")
-        beside = [data.keys[row] for row in rows]
-        wrong = [int(p) for p, key in zip(positions, beside, strict=True) if key != index.keys[p]]
+
+    def check_identity(self, path: Path, keys: list[str], index: SplitRows, positions: np.ndarray) -> None:
+        """The file holds, at each row the index points to, the image the index lists there."""
+        rows = index.rows[positions]
+        if rows.min() < 0 or rows.max() >= len(keys):
+            raise StoreError(f"{self.path} points past the end of {path}. {repair_hint(self.path)}")
+        wrong = [int(p) for p, row in zip(positions, rows.tolist(), strict=True) if keys[row] != index.keys[p]]
         if wrong:
             raise StoreError(
-                f"Chunk {path} holds other images than the index lists ({len(wrong)} row(s), e.g. "
-                f"{index.ids[wrong[0]]}). {repair_hint(self.path)}"
+                f"{'Chunk' if path.name.startswith('chunk-') else 'Pooled view'} {path} holds other images than the "
+                f"index lists ({len(wrong)} row(s), e.g. {index.ids[wrong[0]]}). {repair_hint(self.path)}"
             )
-        if data.features is not target:  # not read in place: copy the rows the split uses
-            out[positions] = data.features[rows]
 
 
 def rows_by_chunk(chunks: list[str]) -> dict[str, np.ndarray]:
@@ -306,6 +349,8 @@ def describe(path: Path) -> str:
         except (OSError, KeyError) as err:
             unreadable.append(f"{chunk.name} ({type(err).__name__})")
     lines.append(f"  chunk rows: {pooled} ({max(pooled - referenced, 0)} not used by any split)")
+    views = sum((folder / view_name(chunk.name)).is_file() for chunk in chunk_files)
+    lines.append(f"  pooled views (avg, max): {views} of {len(chunk_files)} chunks (featurize rebuilds missing ones)")
     if unreadable:
         lines.append(f"  UNREADABLE: {', '.join(unreadable)} (run `store verify`, then featurize to recompute)")
     missing = store.missing_chunks()

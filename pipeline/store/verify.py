@@ -10,6 +10,7 @@ from pipeline.core.errors import ChunkError, StoreError
 from pipeline.store.chunks import read_chunk, read_strings
 from pipeline.store.index import FeatureStore, chunk_folder
 from pipeline.store.manifest import classes_of, read_manifest
+from pipeline.store.views import read_view, view_name, view_width
 
 REQUIRED_ATTRS = ("backbone", "weights", "weights_sha256", "input_size", "fingerprint", "feature_shape", "classes")
 SPLIT_DATASETS = ("features", "labels", "ids", "keys", "chunk", "row")
@@ -79,7 +80,20 @@ def check_rows(store: FeatureStore) -> list[str]:
             problems.append(
                 f"{name}: {len(wrong)} row(s) hold other images than the index lists (e.g. {split} row {row})"
             )
+        problems += check_view(store, folder / view_name(name), chunk.keys)
     return problems
+
+
+def check_view(store: FeatureStore, path: Path, keys: list[str]) -> list[str]:
+    """A chunk's pooled view, if it has one, is sound (read_view with its sha256) and lists the chunk's keys.
+    A missing view is no problem: readers pool the chunk, and featurize rebuilds the view."""
+    if not path.is_file():
+        return []
+    try:
+        view = read_view(path, store.attrs.get("fingerprint", ""), "avg", view_width(store.feature_shape), True)
+    except ChunkError as err:
+        return [f"{path.name}: {err.problem}"]
+    return [] if view.keys == keys else [f"{path.name}: lists other images than its chunk"]
 
 
 def expected_keys(store: FeatureStore) -> dict[str, list[tuple[str, int, str]]]:

@@ -166,14 +166,14 @@ def bench(
 
 
 def same_images(seed_paths: list[Path], store: Path) -> str:
-    """Check that the seed loop read the first of the images featurize stored, byte for byte (the store's keys
+    """Check that the book's loop read the first of the images featurize stored, byte for byte (the store's keys
     are the files' sha256), and say so; a RuntimeError otherwise: the two rates would not be comparable."""
     rows = FeatureStore(store).split_rows("train")
     keys, ids = rows.keys, rows.ids
     read = [(f"{p.parent.parent.name}/{p.parent.name}/{p.name}", sha256_of(p)) for p in seed_paths]
     if read != list(zip(ids, keys, strict=True))[: len(read)]:
-        raise RuntimeError(f"the seed loop read other images than the first {len(read)} featurize stored in {store}")
-    return f"same images: the seed loop's {len(read)} are the first {len(read)} of featurize's {len(ids)} (sha256)"
+        raise RuntimeError(f"the book's loop read other images than the first {len(read)} featurize stored in {store}")
+    return f"same images: the book's loop read {len(read)}, the first {len(read)} of featurize's {len(ids)} (sha256)"
 
 
 def sha256_of(path: Path) -> str:
