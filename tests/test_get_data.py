@@ -191,7 +191,8 @@ def test_repro_runs_on_it_and_the_gate_rejects_the_corrupt_files(imported, serve
     assert "Running stage 'extract'" in out and "Running stage 'split'" in out
     assert "split 16 images into data/split: {'train': 8, 'validation': 4, 'test': 4}" in out
     split = json.loads((root / "metrics" / "split.json").read_text())
-    assert (split["images"], split["rejected"], split["rejected_by_reason"]) == (18, 2, {"empty": 1, "truncated": 1})
+    counts = json.loads((root / "data" / "split" / "counts.json").read_text())  # the full counts, not a metric
+    assert (split["images"], split["rejected"], counts["rejected_by_reason"]) == (18, 2, {"empty": 1, "truncated": 1})
     rejects = (root / "data" / "split" / "rejects.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in rejects[1:]] == ["Cat/666.jpg", "Dog/11702.jpg"]
     assert len(server[1].gets) == gets  # `dvc repro` never downloads an import again (it is frozen)

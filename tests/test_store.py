@@ -16,6 +16,7 @@ from pipeline.stages.featurize import Shard, featurize, merge
 from pipeline.store.chunks import ChunkError, write_chunk
 from pipeline.store.index import FeatureStore, chunk_folder, repair_hint
 from pipeline.store.verify import verify
+from pipeline.store.views import view_name
 
 BACKBONE = BackboneConfig(weights="none", input_size=32)
 CONFIG = FeaturizeConfig(batch_size=8, chunk_rows=8)
@@ -81,7 +82,9 @@ def test_other_recipe_recomputes_and_drops_stale_chunks(featurized) -> None:
     report = featurize("vgg16", BackboneConfig("none", 48), CONFIG, manifest, store)
     assert report.computed == 40
     assert not old & set(chunk_folder(store).iterdir())
-    assert sorted(p.name for p in chunk_folder(store).iterdir()) == referenced_chunks(store)
+    assert sorted(p.name for p in chunk_folder(store).glob("chunk-*.h5")) == referenced_chunks(store)
+    views = sorted(p.name for p in chunk_folder(store).glob("pooled-*.h5"))
+    assert views == [view_name(name) for name in referenced_chunks(store)]  # each chunk's pooled view, none stale
     assert len(referenced_chunks(store)) == 5  # 40 rows in chunks of 8: the 5 old ones gone
     assert FeatureStore(store).attrs["input_size"] == 48
 

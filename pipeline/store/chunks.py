@@ -296,7 +296,8 @@ def write_chunk(
     """Check the rows, write them under a temporary name, then rename: readers only ever see whole chunks.
 
     The features dataset carries HDF5's fletcher32 filter, so every later read checks every byte. The chunk's
-    pooled view is written next, from the same rows.
+    pooled view is written first, from the same rows, so the chunk's rename is the last step: an interrupt can
+    leave a view without its chunk (unreferenced, deleted by the pool), never a chunk the run did not count.
     """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / chunk_name(fingerprint, keys)  # never the name of another recipe's chunk
@@ -304,12 +305,12 @@ def write_chunk(
     problem = rows_problem(stored, keys, dtype, feature_shape)
     if problem:
         raise ChunkError(path, f"not written: the rows to write are bad: {problem}")
+    write_view(folder, path.name, fingerprint, stored, keys)
     with atomic_file(path) as tmp, h5py.File(tmp, "w") as handle:
         handle.create_dataset("features", data=stored, chunks=hdf5_chunks(stored), fletcher32=True)
         handle.create_dataset("keys", data=np.array(keys, dtype=object), dtype=STRING)
         handle.attrs["fingerprint"] = fingerprint
         handle.attrs["checksum"] = chunk_checksum(stored, keys)
-    write_view(folder, path.name, fingerprint, stored, keys)
     return path
 
 
