@@ -149,10 +149,8 @@ MUTATIONS = [
 
 
 def scratch_copy(tmp: Path) -> Path:
-    """tmp/project, a copy of the project's code and tests; tmp/shared, the data beside it, as beside ROOT."""
+    """tmp/project, a copy of the project's code and tests (their data is in tests/data)."""
     folder = tmp / "project"
-    if (ROOT.parent / "shared").is_dir():
-        (tmp / "shared").symlink_to(ROOT.parent / "shared")
     for name in COPIED:
         source, target = ROOT / name, folder / name
         if source.is_dir():
