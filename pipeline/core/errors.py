@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 DEBUG_ENV = "PIPELINE_DEBUG"
 
@@ -57,6 +58,18 @@ class ChunkError(StoreError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+@contextmanager
+def chunk_read_errors(path: os.PathLike | str) -> Iterator[None]:
+    """Inside the block, a file that does not open or read (OSError, a missing key, a bad value) is a ChunkError
+    naming `path`, `unreadable or damaged (...)`; a ChunkError raised inside passes as it is."""
+    try:
+        yield
+    except ChunkError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise ChunkError(path, f"unreadable or damaged ({type(err).__name__}: {err})") from err
 
 
 class WeightsUnavailableError(PipelineError, RuntimeError):

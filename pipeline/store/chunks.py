@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from pipeline.core.atomic import atomic_file, remove_partials
-from pipeline.core.errors import ChunkError
+from pipeline.core.errors import ChunkError, chunk_read_errors
 from pipeline.store.views import VIEW_GLOB, chunk_of_view, read_view, view_name, view_width, write_view
 
 STRING = h5py.string_dtype("utf-8")
@@ -134,36 +134,31 @@ def read_chunk(
     also the sha256 recorded when the chunk was written. `out`, an array of the chunk's shape, receives
     the features (converted to its dtype) without another copy.
     """
-    try:
-        with h5py.File(path, "r") as handle:
-            recorded_fingerprint = handle.attrs.get("fingerprint")
-            if recorded_fingerprint != fingerprint:
-                raise ChunkError(path, f"made with another recipe (fingerprint {recorded_fingerprint})")
-            keys = read_strings(handle["keys"])
-            if path.name != chunk_name(fingerprint, keys):
-                raise ChunkError(path, "holds other rows than its name says (another chunk copied over it?)")
-            dataset = handle["features"]
-            problem = count_problem(dataset.shape[0] if dataset.ndim else 0, keys) or layout_problem(
-                dataset.shape[1:], dataset.dtype, dtype, feature_shape
-            )
-            if problem:
-                raise ChunkError(path, problem)
-            sha256 = checksum or not dataset.fletcher32
-            try:
-                if out is not None and not sha256 and out.shape == dataset.shape:
-                    dataset.read_direct(out)
-                    features = out
-                else:
-                    features = dataset[...]
-            except OSError as err:
-                if not dataset.fletcher32:
-                    raise
-                raise ChunkError(path, f"damaged: its fletcher32 checksum does not match (h5py: {err})") from err
-            recorded = handle.attrs.get("checksum")
-    except ChunkError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError) as err:
-        raise ChunkError(path, f"unreadable or damaged ({type(err).__name__}: {err})") from err
+    with chunk_read_errors(path), h5py.File(path, "r") as handle:
+        recorded_fingerprint = handle.attrs.get("fingerprint")
+        if recorded_fingerprint != fingerprint:
+            raise ChunkError(path, f"made with another recipe (fingerprint {recorded_fingerprint})")
+        keys = read_strings(handle["keys"])
+        if path.name != chunk_name(fingerprint, keys):
+            raise ChunkError(path, "holds other rows than its name says (another chunk copied over it?)")
+        dataset = handle["features"]
+        problem = count_problem(dataset.shape[0] if dataset.ndim else 0, keys) or layout_problem(
+            dataset.shape[1:], dataset.dtype, dtype, feature_shape
+        )
+        if problem:
+            raise ChunkError(path, problem)
+        sha256 = checksum or not dataset.fletcher32
+        try:
+            if out is not None and not sha256 and out.shape == dataset.shape:
+                dataset.read_direct(out)
+                features = out
+            else:
+                features = dataset[...]
+        except OSError as err:
+            if not dataset.fletcher32:
+                raise
+            raise ChunkError(path, f"damaged: its fletcher32 checksum does not match (h5py: {err})") from err
+        recorded = handle.attrs.get("checksum")
     problem = finite_problem(features)
     if problem is None and sha256 and chunk_checksum(features, keys) != recorded:
         problem = "checksum mismatch (contents changed since written)"

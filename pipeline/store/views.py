@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from pipeline.core.atomic import atomic_file
-from pipeline.core.errors import ChunkError
+from pipeline.core.errors import ChunkError, chunk_read_errors
 
 VIEW_POOLINGS = ("avg", "max")  # the poolings a view holds
 VIEW_GLOB = "pooled-*.h5"
@@ -91,23 +91,18 @@ def read_view(path: Path, fingerprint: str, pooling: str, width: int | None = No
     """
     if pooling not in VIEW_POOLINGS:
         raise ValueError(f"a pooled view holds {VIEW_POOLINGS}. Received: pooling={pooling!r}")
-    try:
-        with h5py.File(path, "r") as handle:
-            if handle.attrs.get("fingerprint") != fingerprint:
-                raise ChunkError(path, f"made with another recipe (fingerprint {handle.attrs.get('fingerprint')})")
-            if handle.attrs.get("chunk") != chunk_of_view(path.name):
-                raise ChunkError(path, f"pools chunk {handle.attrs.get('chunk')}, not {chunk_of_view(path.name)}")
-            keys = list(handle["keys"].asstr()[()])
-            wanted = VIEW_POOLINGS if checksum else (pooling,)
-            try:
-                rows = {name: handle[name][...] for name in wanted}
-            except OSError as err:
-                raise ChunkError(path, f"damaged: its fletcher32 checksum does not match (h5py: {err})") from err
-            recorded = handle.attrs.get("checksum")
-    except ChunkError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError) as err:
-        raise ChunkError(path, f"unreadable or damaged ({type(err).__name__}: {err})") from err
+    with chunk_read_errors(path), h5py.File(path, "r") as handle:
+        if handle.attrs.get("fingerprint") != fingerprint:
+            raise ChunkError(path, f"made with another recipe (fingerprint {handle.attrs.get('fingerprint')})")
+        if handle.attrs.get("chunk") != chunk_of_view(path.name):
+            raise ChunkError(path, f"pools chunk {handle.attrs.get('chunk')}, not {chunk_of_view(path.name)}")
+        keys = list(handle["keys"].asstr()[()])
+        wanted = VIEW_POOLINGS if checksum else (pooling,)
+        try:
+            rows = {name: handle[name][...] for name in wanted}
+        except OSError as err:
+            raise ChunkError(path, f"damaged: its fletcher32 checksum does not match (h5py: {err})") from err
+        recorded = handle.attrs.get("checksum")
     problem = view_problem(rows, keys, width)
     if problem is None and checksum and view_checksum(rows, keys) != recorded:
         problem = "checksum mismatch (contents changed since written)"
