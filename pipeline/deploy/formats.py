@@ -3,8 +3,12 @@ format: each takes a batch of uint8 RGB images of one size, (N, H, W, 3), and re
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keras
@@ -22,6 +26,37 @@ FILES = {
 ONNX_OPSET = 17
 IMAGE_SPEC = tf.TensorSpec((None, None, None, 3), tf.uint8, name="image")
 Runner = Callable[[np.ndarray], np.ndarray]
+
+
+@contextlib.contextmanager
+def converter_output_captured() -> Iterator[None]:
+    """What the converters print (Keras' "Saved artifact at ..." and TensorSpec lines, tf2onnx's log, MLIR's
+    notices from C++) goes to a temporary file instead of stdout/stderr, at the file-descriptor level and through
+    Python's streams; it is written to stderr only when a conversion fails, to explain the failure."""
+    with tempfile.TemporaryFile(mode="w+", errors="backslashreplace") as sink:
+        streams = sys.stdout, sys.stderr
+        for stream in streams:
+            stream.flush()
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        try:
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            sys.stdout = sys.stderr = sink
+            yield
+        except BaseException:
+            failed = True
+            raise
+        else:
+            failed = False
+        finally:
+            sink.flush()
+            sys.stdout, sys.stderr = streams
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            if failed:
+                sink.seek(0)
+                sys.stderr.write(sink.read())
 
 
 def serving_function(model: keras.Model) -> tf.types.experimental.GenericFunction:
