@@ -43,14 +43,14 @@ def export(
 ) -> None:
     """Write BACKBONE x HEAD as one model that takes raw uint8 images of any size (the store's resize and
     preprocessing inside) and returns class probabilities: model.keras, model.json, and TFLite/ONNX when asked."""
-    from pipeline.deploy.stage import export as run
-    from pipeline.tools.export_check import predict_reference
-
     config = load_config(params)
     deploy = config.deploy
     split = deploy.check_split if split is None else split
     if split not in SPLITS:
         raise InputError(f"--split must be one of {list(SPLITS)}. Received: split={split!r}")
+    from pipeline.deploy.stage import export as run  # TensorFlow: after the arguments are known to be good
+    from pipeline.tools.export_check import predict_reference
+
     tflite = "tflite" in deploy.formats if tflite is None else tflite
     onnx = "onnx" in deploy.formats if onnx is None else onnx
     out = out or config.paths.export_dir(backbone, head)
