@@ -298,15 +298,18 @@ def test_export_command_writes_the_model_and_prints_the_check(vgg: Trained, tmp_
     check_rows = json.loads((out / "check.json").read_text())["formats"]
     size, row = (out / "model.keras").stat().st_size / 1e6, check_rows[0]
     accuracy = f"{json.loads(metrics.read_text())['predict_accuracy']:.4f}"
-    assert result.stdout.splitlines() == [
+    lines = result.stdout.splitlines()
+    assert lines[:4] == [
         f"keras                 {out}/model.keras  ({size:.2f} MB)",
         f"metadata              {out}/model.json  (classes ['cat', 'dog'], recipe, image gate)",
         "",
         f"check on the test split (4 images, one image a call; {out}/check.json):",
-        "format   size     accuracy  max |diff|  top-1 agree  ms/image  within",
-        f"predict  -        {accuracy}    -           -            -         -",
-        f"keras    {size:.2f} MB  {row['accuracy']:.4f}    {row['max_abs_diff']:.1e}     1.0000       "
-        f"{row['ms_per_image']:<8.1f}  yes (0.0001)",
+    ]
+    assert [line.split() for line in lines[4:]] == [  # the table's columns are as wide as their widest cell
+        ["format", "size", "accuracy", "max", "|diff|", "top-1", "agree", "ms/image", "within"],
+        ["predict", "-", accuracy, "-", "-", "-", "-"],
+        ["keras", f"{size:.2f}", "MB", f"{row['accuracy']:.4f}", f"{row['max_abs_diff']:.1e}", "1.0000"]
+        + [f"{row['ms_per_image']:.1f}", "yes", "(0.0001)"],
     ]
     assert json.loads(metrics.read_text())["keras"]["within_tolerance"] is True
 
