@@ -4,6 +4,7 @@ format: each takes a batch of uint8 RGB images of one size, (N, H, W, 3), and re
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import tempfile
@@ -64,13 +65,24 @@ def serving_function(model: keras.Model) -> tf.types.experimental.GenericFunctio
     return tf.function(lambda image: model(image, training=False), input_signature=[IMAGE_SPEC])
 
 
-def to_tflite(model: keras.Model, quantize: bool) -> tuple[bytes, bool]:
-    """TFLite flatbuffer (dynamic-range quantized weights with `quantize`); True when it needs TF select ops
-    (a resize method TFLite has no builtin for), which a mobile runtime must link."""
+def inference_saved_model(model: keras.Model, folder: Path) -> Path:
+    """The model's inference call (training=False) as a SavedModel, all weights in it: the graph TFLite converts
+    (what `TFLiteConverter.from_keras_model` writes for a Keras 3 model), written once for both TFLite files."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = [tf.TensorSpec(x.shape, x.dtype, name=x.name) for x in model.inputs]
+    archive.add_endpoint("serve", functools.partial(model.__call__, training=False), signature)
+    archive.write_out(str(folder))
+    return folder
+
+
+def to_tflite(saved_model: Path, quantize: bool) -> tuple[bytes, bool]:
+    """TFLite flatbuffer of `inference_saved_model`'s folder (dynamic-range quantized weights with `quantize`);
+    True when it needs TF select ops (a resize method TFLite has no builtin for), which a mobile runtime must link."""
     for select_ops in (False, True):
-        # from_keras_model goes through a SavedModel, which freezes every weight; a concrete function's
-        # conversion left some as uninitialized TFLite variables (NaN output) for a logreg head.
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        # A SavedModel has every weight frozen in; a concrete function's conversion left some as uninitialized
+        # TFLite variables (NaN output) for a logreg head.
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
         if quantize:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic range
         if select_ops:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +16,15 @@ import tensorflow as tf
 from pipeline.core.atomic import atomic_file, staged_folder
 from pipeline.core.config import BackboneConfig
 from pipeline.core.errors import InputError
-from pipeline.deploy.formats import FILES, RUNNERS, converter_output_captured, decode, to_onnx, to_tflite
+from pipeline.deploy.formats import (
+    FILES,
+    RUNNERS,
+    converter_output_captured,
+    decode,
+    inference_saved_model,
+    to_onnx,
+    to_tflite,
+)
 from pipeline.deploy.graph import export_model
 from pipeline.images.gate import check_file, pillow_limits
 
@@ -63,10 +72,12 @@ def export(
         files["keras"] = FILES["keras"]
         with converter_output_captured():
             if tflite:
+                saved_model = inference_saved_model(model, staging / "saved_model")
                 for name, quantize in (("tflite", False), ("tflite-dynamic-range", True)):
-                    data, needs_select = to_tflite(model, quantize)
+                    data, needs_select = to_tflite(saved_model, quantize)
                     (staging / FILES[name]).write_bytes(data)
                     files[name], select_ops = FILES[name], select_ops or needs_select
+                shutil.rmtree(saved_model)
             if onnx:
                 (staging / FILES["onnx"]).write_bytes(to_onnx(model))
                 files["onnx"] = FILES["onnx"]
