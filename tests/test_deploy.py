@@ -323,6 +323,13 @@ def test_export_command_errors_are_one_line_and_exit_2(vgg: Trained, tmp_path: P
         "",
         "error: --split must be one of ['train', 'validation', 'test']. Received: split='tset'\n",
     )
+    no_check = [*command, "--no-check", "--metrics", "m.json"]
+    result = subprocess.run(no_check, capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        "error: --metrics m.json writes the check's figures: drop --no-check, or drop --metrics.\n",
+    )
     params = json.loads(vgg.params().read_text()) | {"deploy": {"backbones": ["vgg16"], "heads": ["svm"]}}
     (tmp_path / "params.yaml").write_text(json.dumps(params))
     command[-1] = str(tmp_path / "params.yaml")

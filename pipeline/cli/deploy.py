@@ -48,6 +48,8 @@ def export(
     split = deploy.check_split if split is None else split
     if split not in SPLITS:
         raise InputError(f"--split must be one of {list(SPLITS)}. Received: split={split!r}")
+    if metrics and not check:
+        raise InputError(f"--metrics {metrics} writes the check's figures: drop --no-check, or drop --metrics.")
     from pipeline.deploy.stage import export as run  # TensorFlow: after the arguments are known to be good
     from pipeline.tools.export_check import predict_reference
 
