@@ -78,6 +78,44 @@ def test_bad_values_name_the_key_the_value_and_what_is_allowed(key: str, value: 
 
 
 @pytest.mark.parametrize(
+    ("deploy", "message"),
+    [
+        (
+            {"backbones": ["efficientnet_lite1"], "heads": ["logreg"]},
+            "params.yaml: deploy.backbones[0]: received 'efficientnet_lite1'; it must be one of featurize.backbones"
+            " (['vgg16', 'efficientnet_lite0']): the export reads what the pipeline built for it",
+        ),
+        (
+            {"backbones": ["vgg16"], "heads": ["logreg", "svm"]},
+            "params.yaml: deploy.heads[1]: received 'svm'; allowed: 'dense' or 'logreg'",
+        ),
+        (
+            {"backbones": ["vgg16"], "heads": []},
+            "params.yaml: deploy.backbones and deploy.heads: set both (or neither); one empty list exports nothing."
+            " Received: backbones=['vgg16'], heads=[]",
+        ),
+    ],
+)
+def test_an_export_names_a_built_store_and_a_trained_head(deploy: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate(with_value("deploy", PARAMS["deploy"] | deploy), "params.yaml")
+    assert str(info.value) == message
+
+
+def test_an_export_of_a_head_train_does_not_train_is_refused() -> None:
+    params = with_value("deploy", PARAMS["deploy"] | {"backbones": ["vgg16"], "heads": ["dense"]})
+    params["train"]["heads"] = ["logreg"]
+    with pytest.raises(ConfigError) as info:
+        validate(params, "params.yaml")
+    assert str(info.value) == (
+        "params.yaml: deploy.heads[0]: received 'dense'; it must be one of train.heads (['logreg']):"
+        " the export reads what the pipeline built for it"
+    )
+    params["train"]["heads"] = ["logreg", "dense"]
+    assert validate(params).deploy.heads == ("dense",)
+
+
+@pytest.mark.parametrize(
     ("key", "value", "message"),
     [
         ("split.train", -5, "split.train: received -5"),

@@ -1,18 +1,26 @@
 """export and serve: the exported model against `predict` in every format, its `.keras` file loaded without this
-package, and the HTTP service under a burst of concurrent good and bad uploads (real uvicorn on 127.0.0.1)."""
+package, and the HTTP service under a burst of concurrent good and bad uploads (real uvicorn on 127.0.0.1).
+
+One tiny Lite0 x logreg export (32 px, the smallest input size) is converted to every format once, by the
+`export` command; the server and the interpreter that loads model.keras without this package start right after
+it, in the background, while the in-process checks run. Set PLAIN_KERAS_PYTHON to the interpreter of a
+virtualenv holding only TensorFlow and Keras to also load model.keras there (docs/deploy.md)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.core.config import BackboneConfig, FeaturizeConfig
@@ -23,14 +31,22 @@ from pipeline.stages.featurize import featurize
 from pipeline.stages.predict import predict
 from pipeline.stages.train import train
 from pipeline.store.index import FeatureStore
-from pipeline.tools.serve_bench import bench_row, burst, free_port, request, start_server, stop_server
+from pipeline.tools.serve_bench import (
+    bench_row,
+    burst,
+    free_port,
+    launch_server,
+    request,
+    stop_server,
+    wait_until_healthy,
+)
 from tests.conftest import make_split
 
 pytestmark = pytest.mark.slow
 MAX_PIXELS = 1_000_000  # the export's image gate: a 1200 x 1000 PNG is a decompression bomb to it
 # (backbone, weights, input size, mirror, head): RGB with a scale, mirror-averaged, logreg; BGR offsets, dense
 CASES = {
-    "lite0-logreg": ("efficientnet_lite0", "imagenet", 48, True, "logreg"),
+    "lite0-logreg": ("efficientnet_lite0", "imagenet", 32, True, "logreg"),
     "vgg16-dense": ("vgg16", "none", 32, False, "dense"),
 }
 
@@ -49,51 +65,99 @@ class Trained:
         self.classes = FeatureStore(self.store).classes
 
     def params(self) -> Path:
-        """A params file whose paths and backbone settings are this case's."""
+        """A params file whose paths, image gate and backbone settings are this case's."""
         paths = {"split": str(self.root.parent / "split"), "features": str(self.root / "features")}
         backbone = {"weights": self.backbone_config.weights, "input_size": self.backbone_config.input_size}
-        params = {"paths": paths | {"models": str(self.root / "models")}, "backbones": {self.backbone: backbone}}
+        params = {
+            "paths": paths | {"models": str(self.root / "models")},
+            "split": {"max_pixels": MAX_PIXELS},
+            "backbones": {self.backbone: backbone},
+        }
         (self.root / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
         return self.root / "params.yaml"
 
-    def predicted(self) -> np.ndarray:
+    @cached_property
+    def reference(self) -> np.ndarray:
         """`predict`'s probabilities for the test files, one column per class."""
         found = predict(self.paths, self.store, self.backbone_config, self.head, self.head_dir, len(self.classes))
         return np.array([[dict(p.top)[c] for c in self.classes] for p in found])
 
+    @cached_property
+    def images(self) -> np.ndarray:
+        """The test files decoded (uint8 RGB; the sample's images are all 200 x 200)."""
+        return np.stack([decode(p.read_bytes()) for p in self.paths])
+
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> dict[str, Trained]:
+def split_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("deploy")
     make_split(root, 8, train=4, validation=1, test=3)
-    return {name: Trained(root, name) for name in CASES}
+    return root
+
+
+class Exported:
+    """The Lite0 x logreg case exported in every format by the CLI, with the processes that use it starting."""
+
+    def __init__(self, trained: Trained, stdout: str) -> None:
+        self.trained, self.stdout, self.port = trained, stdout, free_port()
+        self.server = launch_server(trained.out, self.port, "--max-bytes", "200000", "--max-batch", "8")
+        np.save(trained.root / "images.npy", trained.images)
+        script = [sys.executable, "-I", "-c", LOAD_WITHOUT_PIPELINE, str(trained.out / FILES["keras"]), "images.npy"]
+        self.loader = subprocess.Popen(script, cwd=trained.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 @pytest.fixture(scope="module")
-def lite0(project) -> Trained:
-    """Every format of the mirror-averaged EfficientNet-Lite0 x logreg."""
-    trained = project["lite0-logreg"]
-    export(trained.store, trained.backbone_config, "logreg", trained.head_dir, trained.out, True, True, MAX_PIXELS)
-    return trained
+def lite0(split_root):
+    """Mirror-averaged EfficientNet-Lite0 x logreg, exported once by `export --tflite --onnx`."""
+    trained = Trained(split_root, "lite0-logreg")
+    command = ["export", trained.backbone, "logreg", "--out", str(trained.out), "--tflite", "--onnx", "--no-check"]
+    result = CliRunner().invoke(app, [*command, "--params", str(trained.params())])
+    assert result.exit_code == 0, result.output
+    exported = Exported(trained, result.stdout)
+    yield exported
+    stop_server(exported.server)
+    exported.loader.kill()
+    exported.loader.wait()
 
 
-def test_every_format_matches_predict_within_its_tolerance(lite0: Trained) -> None:
-    reference = lite0.predicted()
-    results = check(lite0.out, lite0.paths, lite0.labels, reference, "test")
+@pytest.fixture(scope="module")
+def vgg(split_root) -> Trained:
+    """VGG16 (BGR offsets, random weights, 32 px) x a dense head."""
+    return Trained(split_root, "vgg16-dense")
+
+
+def test_export_command_prints_only_its_own_lines(lite0: Exported) -> None:
+    """The converters' own output (Keras' "Saved artifact at ..." and TensorSpec lines, tf2onnx's log) is not
+    the command's: stdout is the list of files written."""
+    out = lite0.trained.out
+    sizes = {name: (out / file).stat().st_size / 1e6 for name, file in FILES.items()}
+    assert lite0.stdout.splitlines() == [
+        f"keras                 {out}/model.keras  ({sizes['keras']:.2f} MB)",
+        f"tflite                {out}/model.tflite  ({sizes['tflite']:.2f} MB)",
+        f"tflite-dynamic-range  {out}/model.dynamic-range.tflite  ({sizes['tflite-dynamic-range']:.2f} MB)",
+        f"onnx                  {out}/model.onnx  ({sizes['onnx']:.2f} MB)",
+        f"metadata              {out}/model.json  (classes ['cat', 'dog'], recipe, image gate)",
+    ]
+
+
+def test_every_format_matches_predict_within_its_tolerance(lite0: Exported) -> None:
+    trained = lite0.trained
+    results = check(trained.out, trained.paths, trained.labels, trained.reference, "test")
     assert [r.format for r in results] == ["keras", "tflite", "tflite-dynamic-range", "onnx"]
     for r in results:
         assert r.max_abs_diff <= TOLERANCES[r.format], r
-        assert r.images == len(lite0.paths) == 6
-        assert r.bytes == (lite0.out / FILES[r.format]).stat().st_size
+        assert r.images == len(trained.paths) == 6
+        assert r.bytes == (trained.out / FILES[r.format]).stat().st_size
     exact = [r for r in results if r.format != "tflite-dynamic-range"]
-    assert all(r.top1_agreement == 1.0 and r.accuracy == (reference.argmax(1) == lite0.labels).mean() for r in exact)
-    report = json.loads((lite0.out / "check.json").read_text())
+    accuracy = (trained.reference.argmax(1) == trained.labels).mean()
+    assert all(r.top1_agreement == 1.0 and r.accuracy == accuracy for r in exact)
+    report = json.loads((trained.out / "check.json").read_text())
     assert [f["ok"] for f in report["formats"]] == [True] * 4
-    metadata = json.loads((lite0.out / "model.json").read_text())
+    metadata = json.loads((trained.out / "model.json").read_text())
     assert metadata["classes"] == ["cat", "dog"] and metadata["image_gate"] == {"max_pixels": MAX_PIXELS}
     assert metadata["recipe"] | {"weights_sha256": "", "fingerprint": ""} == {
         "backbone": "efficientnet_lite0",
-        "input_size": 48,
+        "input_size": 32,
         "resize": "bilinear",
         "channel_order": "RGB",
         "offset": [127.0, 127.0, 127.0],
@@ -105,12 +169,10 @@ def test_every_format_matches_predict_within_its_tolerance(lite0: Trained) -> No
     }
 
 
-def test_bgr_dense_head_matches_predict(project) -> None:
-    vgg = project["vgg16-dense"]
+def test_bgr_dense_head_matches_predict(vgg: Trained) -> None:
     export(vgg.store, vgg.backbone_config, "dense", vgg.head_dir, vgg.out)
-    images = np.stack([decode(p.read_bytes()) for p in vgg.paths[:3]])  # the sample's images are all 200 x 200
-    exported = keras_runner(vgg.out / FILES["keras"])(images)
-    np.testing.assert_allclose(exported, vgg.predicted()[:3], atol=TOLERANCES["keras"])
+    exported = keras_runner(vgg.out / FILES["keras"])(vgg.images[:3])
+    np.testing.assert_allclose(exported, vgg.reference[:3], atol=TOLERANCES["keras"])
 
 
 LOAD_WITHOUT_PIPELINE = """
@@ -127,19 +189,39 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0]
 """
 
 
-def test_keras_file_loads_in_safe_mode_without_this_package(lite0: Trained, tmp_path: Path) -> None:
+def test_keras_file_loads_in_safe_mode_without_this_package(lite0: Exported) -> None:
     """A clean interpreter (-I: no cwd, no PYTHONPATH on sys.path) that can import keras but not `pipeline`."""
-    config = json.loads(zipfile.ZipFile(lite0.out / FILES["keras"]).read("config.json"))
+    trained = lite0.trained
+    config = json.loads(zipfile.ZipFile(trained.out / FILES["keras"]).read("config.json"))
     modules = {m for m in find_values(config, "module") if m}
     assert modules and all(m.split(".")[0] == "keras" for m in modules), modules
-    images = np.stack([decode(p.read_bytes()) for p in lite0.paths])
-    np.save(tmp_path / "images.npy", images)
-    script = [sys.executable, "-I", "-c", LOAD_WITHOUT_PIPELINE, str(lite0.out / FILES["keras"]), "images.npy"]
-    result = subprocess.run(script, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    probabilities, imported = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+    stdout, stderr = lite0.loader.communicate(timeout=300)
+    assert lite0.loader.returncode == 0, stderr.decode()[-3000:]
+    probabilities, imported = (json.loads(line) for line in stdout.decode().strip().splitlines()[-2:])
     assert imported == []
-    np.testing.assert_allclose(probabilities, lite0.predicted(), atol=TOLERANCES["keras"])
+    np.testing.assert_allclose(probabilities, trained.reference, atol=TOLERANCES["keras"])
+
+
+LOAD_IN_PLAIN_KERAS = """
+import importlib.util, json, sys
+import keras, numpy as np
+model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+print(json.dumps(model.predict(np.load(sys.argv[2]), verbose=0).tolist()))
+print(json.dumps(importlib.util.find_spec("pipeline") is not None))
+"""
+
+
+@pytest.mark.skipif(not os.environ.get("PLAIN_KERAS_PYTHON"), reason="PLAIN_KERAS_PYTHON: a TF-only venv's python")
+def test_keras_file_loads_in_a_virtualenv_with_only_tensorflow_and_keras(lite0: Exported) -> None:
+    """The interpreter PLAIN_KERAS_PYTHON names (e.g. `python -m venv /tmp/tfonly && /tmp/tfonly/bin/pip install
+    tensorflow==<pyproject's pin>`) has no `pipeline` to find; it loads model.keras and predicts as predict does."""
+    trained = lite0.trained
+    script = [os.environ["PLAIN_KERAS_PYTHON"], "-c", LOAD_IN_PLAIN_KERAS, str(trained.out / FILES["keras"])]
+    result = subprocess.run([*script, "images.npy"], cwd=trained.root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    probabilities, pipeline_found = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+    assert pipeline_found is False
+    np.testing.assert_allclose(probabilities, trained.reference, atol=TOLERANCES["keras"])
 
 
 def find_values(tree, key: str) -> list:
@@ -163,45 +245,41 @@ def bad_uploads(good: bytes) -> dict[str, tuple[bytes, int, str]]:
     }
 
 
-def test_server_answers_a_burst_like_predict_and_refuses_bad_uploads_with_4xx(lite0: Trained) -> None:
-    reference = lite0.predicted()
-    good = [(p.name, p.read_bytes()) for p in lite0.paths]
+def test_server_answers_a_burst_like_predict_and_refuses_bad_uploads_with_4xx(lite0: Exported) -> None:
+    trained, port = lite0.trained, lite0.port
+    reference = trained.reference
+    good = [(p.name, p.read_bytes()) for p in trained.paths]
     bad = bad_uploads(good[0][1])
     uploads = good * 2 + [(name, data) for name, (data, _, _) in bad.items()]
     order = np.random.default_rng(0).permutation(len(uploads))
-    port = free_port()
-    server = start_server(lite0.out, port, "--max-bytes", "200000", "--max-batch", "8")
-    try:
-        replies = burst(port, [uploads[i] for i in order], clients=8)
-        raw = request(port, "POST", "/predict?top_k=2", good[0][1], "image/jpeg")
-        metadata = request(port, "GET", "/metadata").body
-        rows = [bench_row(port, good, clients, 12, 60) for clients in (1, 8)]
-        health = request(port, "GET", "/health").body
-    finally:
-        stop_server(server)
+    wait_until_healthy(lite0.server, port)
+    replies = burst(port, [uploads[i] for i in order], clients=8)
+    raw = request(port, "POST", "/predict?top_k=2", good[0][1], "image/jpeg")
+    metadata = request(port, "GET", "/metadata").body
+    rows = [bench_row(port, good, clients, 8, 60) for clients in (1, 8)]
+    health = request(port, "GET", "/health").body
     by_upload = {int(i): reply for i, reply in zip(order, replies, strict=True)}
     for i, (name, _) in enumerate(uploads):
         reply = by_upload[i]
         if i < len(good) * 2:
             expected = reference[i % len(good)]
             assert reply.status == 200, (name, reply)
-            assert reply.body["class"] == lite0.classes[int(expected.argmax())]
+            assert reply.body["class"] == trained.classes[int(expected.argmax())]
             assert abs(reply.body["probability"] - expected.max()) <= TOLERANCES["keras"]
         else:
             _, status, error = bad[name]
             assert (reply.status, reply.body["error"]) == (status, error), (name, reply)
     assert raw.status == 200 and [t["class"] for t in raw.body["top_k"]] == [
-        lite0.classes[int(i)] for i in np.argsort(-reference[0])
+        trained.classes[int(i)] for i in np.argsort(-reference[0])
     ]
-    assert metadata["classes"] == lite0.classes and metadata["server"]["max_bytes"] == 200_000
-    assert [(r["requests"], r["errors"]) for r in rows] == [(12, 0), (12, 0)]
-    assert 0 < health["batches"] < len(good) * 2 + 1 + 24  # concurrent requests shared a batch
+    assert metadata["classes"] == trained.classes and metadata["server"]["max_bytes"] == 200_000
+    assert [(r["requests"], r["errors"]) for r in rows] == [(8, 0), (8, 0)]
+    assert 0 < health["batches"] < len(good) * 2 + 1 + 16  # concurrent requests shared a batch
 
 
-def test_export_without_a_trained_head_names_it_and_writes_nothing(project, tmp_path: Path) -> None:
-    lite0 = project["lite0-logreg"]
-    with pytest.raises(MissingInputError, match=r"No trained 'dense' head at .*nothing/head.keras\. Run `dvc repro`"):
-        export(lite0.store, lite0.backbone_config, "dense", tmp_path / "nothing", tmp_path / "out")
+def test_export_without_a_trained_head_names_it_and_writes_nothing(vgg: Trained, tmp_path: Path) -> None:
+    with pytest.raises(MissingInputError, match=r"No trained 'logreg' head at .*nothing/head.npz\. Run `dvc repro`"):
+        export(vgg.store, vgg.backbone_config, "logreg", tmp_path / "nothing", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -212,19 +290,52 @@ def test_the_command_line_never_imports_the_server() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_export_command_writes_the_model_and_prints_the_check(project, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    vgg = project["vgg16-dense"]
-    out = tmp_path / "cli-export"
-    command = ["export", "vgg16", "dense", "--out", str(out), "--limit", "4", "--params", str(vgg.params())]
-    result = CliRunner().invoke(app, command)
+def test_export_command_writes_the_model_and_prints_the_check(vgg: Trained, tmp_path: Path) -> None:
+    out, metrics = tmp_path / "cli-export", tmp_path / "metrics" / "export.json"
+    command = ["export", "vgg16", "dense", "--out", str(out), "--limit", "4", "--metrics", str(metrics)]
+    result = CliRunner().invoke(app, [*command, "--params", str(vgg.params())])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert lines[0].split()[:2] == ["keras", str(out / "model.keras")]
-    assert "check on the test split (4 images, one image a call" in result.output
-    table = lines[next(i for i, line in enumerate(lines) if line.startswith("check on")) + 1 :]
-    assert [line.split()[0] for line in table] == ["format", "predict", "keras"]
-    row = table[-1]
-    assert row.split()[-2:] == ["yes", "(0.0001)"]
-    assert json.loads((out / "check.json").read_text())["images"] == 4
+    check_rows = json.loads((out / "check.json").read_text())["formats"]
+    size, row = (out / "model.keras").stat().st_size / 1e6, check_rows[0]
+    accuracy = f"{json.loads(metrics.read_text())['predict_accuracy']:.4f}"
+    lines = result.stdout.splitlines()
+    assert lines[:4] == [
+        f"keras                 {out}/model.keras  ({size:.2f} MB)",
+        f"metadata              {out}/model.json  (classes ['cat', 'dog'], recipe, image gate)",
+        "",
+        f"check on the test split (4 images, one image a call; {out}/check.json):",
+    ]
+    assert [line.split() for line in lines[4:]] == [  # the table's columns are as wide as their widest cell
+        ["format", "size", "accuracy", "max", "|diff|", "top-1", "agree", "ms/image", "within"],
+        ["predict", "-", accuracy, "-", "-", "-", "-"],
+        ["keras", f"{size:.2f}", "MB", f"{row['accuracy']:.4f}", f"{row['max_abs_diff']:.1e}", "1.0000"]
+        + [f"{row['ms_per_image']:.1f}", "yes", "(0.0001)"],
+    ]
+    assert json.loads(metrics.read_text())["keras"]["within_tolerance"] is True
+
+
+def test_export_command_errors_are_one_line_and_exit_2(vgg: Trained, tmp_path: Path) -> None:
+    """Bad arguments and bad deploy params stop the command before any TensorFlow work, naming what is wrong."""
+    command = [sys.executable, "-m", "pipeline", "export", "vgg16", "dense", "--params", str(vgg.params())]
+    result = subprocess.run([*command, "--split", "tset"], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        "error: --split must be one of ['train', 'validation', 'test']. Received: split='tset'\n",
+    )
+    no_check = [*command, "--no-check", "--metrics", "m.json"]
+    result = subprocess.run(no_check, capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        "error: --metrics m.json writes the check's figures: drop --no-check, or drop --metrics.\n",
+    )
+    params = json.loads(vgg.params().read_text()) | {"deploy": {"backbones": ["vgg16"], "heads": ["svm"]}}
+    (tmp_path / "params.yaml").write_text(json.dumps(params))
+    command[-1] = str(tmp_path / "params.yaml")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        f"error: {tmp_path / 'params.yaml'}: deploy.heads[0]: received 'svm'; allowed: 'dense' or 'logreg'\n",
+    )

@@ -8,7 +8,7 @@ registry imports its builders by name) and the packages' __init__ files that imp
 A listed folder covers the modules under it; a listed code path no module of the closure is in is an error too,
 so `pipeline/` cannot stand for everything, and so is a dep listed twice or inside a listed folder: every listed
 dep is then needed. One test per stage checks the instances params.yaml makes (one representative instance for
-an opt-in stage whose `methods.run` list is empty) and names every problem in one failure.
+an opt-in stage whose `methods.run` or `deploy` list is empty) and names every problem in one failure.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import typer
 import yaml
 
 from pipeline.cli import app
-from pipeline.core.config import BACKBONES, MethodsRun
+from pipeline.core.config import BACKBONES, HEADS, Config
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "pipeline"
@@ -180,7 +180,7 @@ def resolve(text: str, item: Any) -> str:
 
 def items_of(expression: str) -> list[Any]:
     """The values of a foreach list as params.yaml sets them; an empty (opt-in) list gives one representative
-    value it may take (the first backbone, or a seed), so the template's deps are checked without pretending
+    value it may take (the first backbone or head, or a seed), so the template's deps are checked without pretending
     that every backbone runs."""
     key = TEMPLATE.fullmatch(expression.strip())[1]
     node: Any = PARAMS
@@ -188,8 +188,16 @@ def items_of(expression: str) -> list[Any]:
         node = node[part]
     if node:
         return list(node)
-    field = key.removeprefix("methods.run.")
-    return [BACKBONES[0]] if BACKBONES[0] in str(MethodsRun.__pydantic_fields__[field].annotation) else [0]
+    allowed = str(schema_annotation(key))
+    return [BACKBONES[0]] if BACKBONES[0] in allowed else [HEADS[0]] if HEADS[0] in allowed else [0]
+
+
+def schema_annotation(key: str) -> Any:
+    """The type the params schema gives a dotted key, e.g. deploy.heads -> tuple[HeadName, ...]."""
+    annotation: Any = Config
+    for part in key.split("."):
+        annotation = annotation.__pydantic_fields__[part].annotation
+    return annotation
 
 
 def stage_instances() -> list[tuple[str, str, list[str]]]:

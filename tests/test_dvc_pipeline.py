@@ -103,6 +103,50 @@ def test_visualize_stage_renders_image_plots(project: Path) -> None:
     assert all(picture in shown for picture in pictures)
 
 
+def test_export_stage_exists_only_when_asked_and_writes_the_model_and_its_check(project: Path) -> None:
+    """deploy's lists are empty by default: no export stage. Listing vgg16 x logreg makes export@vgg16-logreg,
+    which `dvc repro` runs alone (its inputs are up to date): model files, the parity check as DVC metrics, and
+    on stdout only the command's own lines (no converter output)."""
+    assert not [line for line in run(["dvc", "stage", "list"], project).stdout.splitlines() if "export" in line]
+    params_file = project / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["deploy"] |= {"backbones": ["vgg16"], "heads": ["logreg"], "formats": ["tflite"], "check_limit": 6}
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        listed = [line.split()[0] for line in run(["dvc", "stage", "list"], project).stdout.splitlines()]
+        assert [name for name in listed if name.startswith("export")] == ["export@vgg16-logreg"]
+        result = run(["dvc", "repro", "export@vgg16-logreg"], project)
+        status = run(["dvc", "status", "export@vgg16-logreg"], project).stdout.strip()
+        shown = run(["dvc", "metrics", "show", "--json"], project).stdout
+    finally:
+        params_file.write_text(original)
+    assert ran_stages(result.stdout) == ["export@vgg16-logreg"]
+    out = project / "exports" / "vgg16" / "logreg"
+    files = ["check.json", "model.dynamic-range.tflite", "model.json", "model.keras", "model.tflite"]
+    assert sorted(p.name for p in out.iterdir()) == files
+    command_lines = result.stdout.split("export.json\n", 1)[1].split("\nUpdating lock file")[0].strip().splitlines()
+    sizes = {name: (out / name).stat().st_size / 1e6 for name in files}
+    table = [line.split()[0] for line in command_lines[6:]]
+    assert command_lines[:6] == [
+        f"keras                 exports/vgg16/logreg/model.keras  ({sizes['model.keras']:.2f} MB)",
+        f"tflite                exports/vgg16/logreg/model.tflite  ({sizes['model.tflite']:.2f} MB)",
+        "tflite-dynamic-range  exports/vgg16/logreg/model.dynamic-range.tflite"
+        f"  ({sizes['model.dynamic-range.tflite']:.2f} MB)",
+        "metadata              exports/vgg16/logreg/model.json  (classes ['cat', 'dog'], recipe, image gate)",
+        "",
+        "check on the test split (6 images, one image a call; exports/vgg16/logreg/check.json):",
+    ], result.stdout
+    assert table == ["format", "predict", "keras", "tflite", "tflite-dynamic-range"], result.stdout
+    metrics = json.loads((project / "metrics" / "vgg16" / "logreg" / "export.json").read_text())
+    assert (metrics["split"], metrics["images"]) == ("test", 6)
+    assert [metrics[name]["within_tolerance"] for name in ("keras", "tflite", "tflite-dynamic-range")] == [True] * 3
+    assert metrics["keras"]["top1_agreement"] == metrics["tflite"]["top1_agreement"] == 1.0, metrics
+    assert metrics["keras"]["accuracy"] == metrics["predict_accuracy"]
+    assert "metrics/vgg16/logreg/export.json" in shown
+    assert status == "Data and pipelines are up to date."
+
+
 def test_a_code_change_reruns_featurize_without_computing_a_row(project: Path) -> None:
     """featurize depends on its code (dvc.yaml), yet its rows are keyed by the recipe, not the code: a change that
     leaves the recipe alone reruns the stage, which computes nothing and keeps every chunk."""

@@ -4,7 +4,7 @@ for it). FastAPI is imported only by `serve`, so the other commands never need t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,64 +12,69 @@ from pipeline.cli.app import DEFAULT_PARAMS, ParamsOption, app
 from pipeline.core.config import SPLITS, load_config
 from pipeline.core.errors import InputError
 
-
-def default_out(backbone: str, head: str) -> Path:
-    return Path("exports") / backbone / head
+if TYPE_CHECKING:
+    from pipeline.tools.export_check import Reference
 
 
 @app.command()
 def export(
     backbone: str,
     head: str,
-    out: Annotated[Path | None, typer.Option(help="The folder to write; default: exports/BACKBONE/HEAD.")] = None,
-    tflite: Annotated[bool, typer.Option(help="Also TFLite: float32 and dynamic-range quantized.")] = False,
-    onnx: Annotated[bool, typer.Option(help="Also ONNX (tf2onnx; pip install -e '.[onnx]').")] = False,
+    out: Annotated[Path | None, typer.Option(help="The folder to write; default: paths.exports/BACKBONE/HEAD.")] = None,
+    tflite: Annotated[
+        bool | None, typer.Option(help="Also TFLite, float32 and dynamic-range quantized; default: deploy.formats.")
+    ] = None,
+    onnx: Annotated[
+        bool | None, typer.Option(help="Also ONNX (pip install -e '.[onnx]'); default: deploy.formats.")
+    ] = None,
     check: Annotated[
         bool, typer.Option(help="Compare every format with `predict` on a split: accuracy, agreement, speed.")
     ] = True,
-    split: Annotated[str, typer.Option(help="The split the check classifies.")] = "test",
-    limit: Annotated[int, typer.Option(help="Check only the split's first N images (0: all).")] = 0,
+    split: Annotated[
+        str | None, typer.Option(help="The split the check classifies; default: deploy.check_split.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Check only the split's first N images (0: all); default: deploy.check_limit.")
+    ] = None,
+    metrics: Annotated[
+        Path | None, typer.Option(help="Also write the check per format here, for `dvc metrics show`.")
+    ] = None,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Write BACKBONE x HEAD as one model that takes raw uint8 images of any size (the store's resize and
     preprocessing inside) and returns class probabilities: model.keras, model.json, and TFLite/ONNX when asked."""
-    from pipeline.deploy.stage import export as run
-
+    config = load_config(params)
+    deploy = config.deploy
+    split = deploy.check_split if split is None else split
     if split not in SPLITS:
         raise InputError(f"--split must be one of {list(SPLITS)}. Received: split={split!r}")
-    config = load_config(params)
-    out = out or default_out(backbone, head)
+    if metrics and not check:
+        raise InputError(f"--metrics {metrics} writes the check's figures: drop --no-check, or drop --metrics.")
+    from pipeline.deploy.stage import export as run  # TensorFlow: after the arguments are known to be good
+    from pipeline.tools.export_check import predict_reference
+
+    tflite = "tflite" in deploy.formats if tflite is None else tflite
+    onnx = "onnx" in deploy.formats if onnx is None else onnx
+    out = out or config.paths.export_dir(backbone, head)
     store, head_dir = config.paths.store(backbone), config.paths.head_dir(backbone, head)
     metadata = run(store, config.backbone(backbone), head, head_dir, out, tflite, onnx, config.split.max_pixels)
     for name, file in metadata["files"].items():
         typer.echo(f"{name:<21} {out / file['file']}  ({file['bytes'] / 1e6:.2f} MB)")
     typer.echo(f"{'metadata':<21} {out / 'model.json'}  (classes {metadata['classes']}, recipe, image gate)")
     if check:
-        check_export(config, backbone, head, out, split, limit)
+        limit = deploy.check_limit if limit is None else limit
+        check_export(out, predict_reference(config, backbone, head, split, limit), split, metrics)
 
 
-def check_export(config, backbone: str, head: str, out: Path, split: str, limit: int) -> None:
-    """`predict` on the split's files (the reference), then every exported format on the same files."""
-    import numpy as np
+def check_export(out: Path, reference: Reference, split: str, metrics: Path | None) -> None:
+    """Every exported format on predict's files, compared with its probabilities; exit 1 when one is outside."""
+    from pipeline.deploy.stage import check, render_checks, write_check_metrics
 
-    from pipeline.deploy.stage import check, render_checks
-    from pipeline.stages.predict import predict
-    from pipeline.store.index import FeatureStore
-
-    store = config.paths.store(backbone)
-    rows = FeatureStore(store).split_rows(split)
-    count = limit or len(rows.ids)
-    paths, labels = [config.paths.split / i for i in rows.ids[:count]], np.asarray(rows.labels[:count])
-    classes = FeatureStore(store).classes
-    head_dir, max_pixels = config.paths.head_dir(backbone, head), config.split.max_pixels
-    predictions = predict(paths, store, config.backbone(backbone), head, head_dir, len(classes), max_pixels)
-    failed = [p for p in predictions if not p.ok]
-    if failed:
-        raise InputError(f"predict could not classify {failed[0].image}: {failed[0].error}")
-    reference = np.array([[dict(p.top)[c] for c in classes] for p in predictions])
-    results = check(out, paths, labels, reference, split)
-    typer.echo(f"\ncheck on the {split} split ({len(paths)} images, one image a call; {out / 'check.json'}):")
-    typer.echo(render_checks(results, float((reference.argmax(1) == labels).mean())))
+    results = check(out, reference.paths, reference.labels, reference.probabilities, split)
+    if metrics:
+        write_check_metrics(metrics, results, reference.accuracy, split)
+    typer.echo(f"\ncheck on the {split} split ({len(reference.paths)} images, one image a call; {out / 'check.json'}):")
+    typer.echo(render_checks(results, reference.accuracy))
     if not all(r.ok for r in results):
         typer.echo("error: a format's probabilities differ from predict's by more than its tolerance", err=True)
         raise typer.Exit(1)

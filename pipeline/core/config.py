@@ -53,6 +53,7 @@ IssueType = Literal[
 ]
 LabelFilter = Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"]
 AuditMap = Literal["pca", "tsne"]
+ExportFormat = Literal["tflite", "onnx"]
 
 BACKBONES: tuple[str, ...] = get_args(BackboneName)
 HEADS: tuple[str, ...] = get_args(HeadName)
@@ -121,6 +122,7 @@ class Paths:
     plots: Path = Field(Path("plots"), description="visualize's pictures")
     audit: Path = Field(Path("audit"), description="the audit's output: <backbone>/issues.csv, counts.json, plots/")
     report: Path = Field(Path("report"), description="report's output: index.html and images/, one offline page")
+    exports: Path = Field(Path("exports"), description="export's output: <backbone>/<head>/model.keras, model.json")
 
     @property
     def manifest(self) -> Path:
@@ -150,6 +152,13 @@ class Paths:
 
     def metrics_dir(self, backbone: str, head: str) -> Path:
         return self.metrics / backbone / head
+
+    def export_dir(self, backbone: str, head: str) -> Path:
+        return self.exports / backbone / head
+
+    def export_metrics(self, backbone: str, head: str) -> Path:
+        """The export stage's parity, size and latency per format (`dvc metrics show`)."""
+        return self.metrics / backbone / head / "export.json"
 
     def audit_dir(self, backbone: str) -> Path:
         return self.audit / backbone
@@ -445,6 +454,39 @@ class AuditConfig:
     drop: AuditDropConfig = field(default_factory=AuditDropConfig)
 
 
+@dataclass(config=SCHEMA)
+class DeployConfig:
+    """The opt-in export@<backbone>-<head> stages: one portable model per backbone x head listed (none by default)."""
+
+    backbones: tuple[BackboneName, ...] = Field((), description="backbones exported (each in featurize.backbones)")
+    heads: tuple[HeadName, ...] = Field((), description="heads exported on each of them (each in train.heads)")
+    formats: tuple[ExportFormat, ...] = Field(
+        (), description="besides model.keras: tflite (float32 + dynamic range), onnx (the onnx extra)"
+    )
+    check_split: Literal["train", "validation", "test"] = Field("test", description="the split the parity check reads")
+    check_limit: Int = Count(0, 0, "the check classifies the split's first N images; 0: all")
+
+
+def check_exports(config: Config, source: str) -> None:
+    """deploy.backbones/heads name stores and heads the pipeline builds; an export of anything else has no input."""
+    deploy = config.deploy
+    if bool(deploy.backbones) != bool(deploy.heads):
+        raise ConfigError(
+            f"{source}: deploy.backbones and deploy.heads: set both (or neither); one empty list exports nothing."
+            f" Received: backbones={list(deploy.backbones)}, heads={list(deploy.heads)}"
+        )
+    for key, names, built, where in (
+        ("backbones", deploy.backbones, config.featurize.backbones, "featurize.backbones"),
+        ("heads", deploy.heads, config.train.heads, "train.heads"),
+    ):
+        for index, name in enumerate(names):
+            if name not in built:
+                raise ConfigError(
+                    f"{source}: deploy.{key}[{index}]: received {name!r}; it must be one of {where} ({list(built)}):"
+                    " the export reads what the pipeline built for it"
+                )
+
+
 # Each backbone's default input size: the registry's default_input_size (a test checks they agree), the native
 # size of the EfficientNet-Lites and the book's 150 px for VGG16.
 DEFAULT_INPUT_SIZES = {"vgg16": 150, "efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
@@ -466,6 +508,7 @@ class Config:
     visualize: VisualizeConfig = field(default_factory=VisualizeConfig)
     methods: MethodsConfig = field(default_factory=MethodsConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
     raw: dict[str, Any] = field(default_factory=dict)  # params.yaml as read
 
     def backbone(self, name: str) -> BackboneConfig:
@@ -505,6 +548,7 @@ def validate(raw: dict[str, Any], source: str = "params") -> Config:
     except ValidationError as err:
         problems = [describe_error(error) for error in err.errors()]
         raise ConfigError(f"{source}: " + "\n  ".join(problems if len(problems) == 1 else ["", *problems])) from None
+    check_exports(config, source)
     return replace(config, raw=raw)
 
 

@@ -3,8 +3,13 @@ format: each takes a batch of uint8 RGB images of one size, (N, H, W, 3), and re
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+import sys
+import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keras
@@ -24,18 +29,60 @@ IMAGE_SPEC = tf.TensorSpec((None, None, None, 3), tf.uint8, name="image")
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
+@contextlib.contextmanager
+def converter_output_captured() -> Iterator[None]:
+    """What the converters print (Keras' "Saved artifact at ..." and TensorSpec lines, tf2onnx's log, MLIR's
+    notices from C++) goes to a temporary file instead of stdout/stderr, at the file-descriptor level and through
+    Python's streams; it is written to stderr only when a conversion fails, to explain the failure."""
+    with tempfile.TemporaryFile(mode="w+", errors="backslashreplace") as sink:
+        streams = sys.stdout, sys.stderr
+        for stream in streams:
+            stream.flush()
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        try:
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            sys.stdout = sys.stderr = sink
+            yield
+        except BaseException:
+            failed = True
+            raise
+        else:
+            failed = False
+        finally:
+            sink.flush()
+            sys.stdout, sys.stderr = streams
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            if failed:
+                sink.seek(0)
+                sys.stderr.write(sink.read())
+
+
 def serving_function(model: keras.Model) -> tf.types.experimental.GenericFunction:
     """One traced graph for every batch size and image size."""
     return tf.function(lambda image: model(image, training=False), input_signature=[IMAGE_SPEC])
 
 
-def to_tflite(model: keras.Model, quantize: bool) -> tuple[bytes, bool]:
-    """TFLite flatbuffer (dynamic-range quantized weights with `quantize`); True when it needs TF select ops
-    (a resize method TFLite has no builtin for), which a mobile runtime must link."""
+def inference_saved_model(model: keras.Model, folder: Path) -> Path:
+    """The model's inference call (training=False) as a SavedModel, all weights in it: the graph TFLite converts
+    (what `TFLiteConverter.from_keras_model` writes for a Keras 3 model), written once for both TFLite files."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = [tf.TensorSpec(x.shape, x.dtype, name=x.name) for x in model.inputs]
+    archive.add_endpoint("serve", functools.partial(model.__call__, training=False), signature)
+    archive.write_out(str(folder))
+    return folder
+
+
+def to_tflite(saved_model: Path, quantize: bool) -> tuple[bytes, bool]:
+    """TFLite flatbuffer of `inference_saved_model`'s folder (dynamic-range quantized weights with `quantize`);
+    True when it needs TF select ops (a resize method TFLite has no builtin for), which a mobile runtime must link."""
     for select_ops in (False, True):
-        # from_keras_model goes through a SavedModel, which freezes every weight; a concrete function's
-        # conversion left some as uninitialized TFLite variables (NaN output) for a logreg head.
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        # A SavedModel has every weight frozen in; a concrete function's conversion left some as uninitialized
+        # TFLite variables (NaN output) for a logreg head.
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
         if quantize:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic range
         if select_ops:

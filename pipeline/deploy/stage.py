@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,10 +13,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.core.atomic import staged_folder
+from pipeline.core.atomic import atomic_file, staged_folder
 from pipeline.core.config import BackboneConfig
 from pipeline.core.errors import InputError
-from pipeline.deploy.formats import FILES, RUNNERS, decode, to_onnx, to_tflite
+from pipeline.deploy.formats import (
+    FILES,
+    RUNNERS,
+    converter_output_captured,
+    decode,
+    inference_saved_model,
+    to_onnx,
+    to_tflite,
+)
 from pipeline.deploy.graph import export_model
 from pipeline.images.gate import check_file, pillow_limits
 
@@ -61,14 +70,17 @@ def export(
     with staged_folder(out_dir) as staging:
         model.save(staging / FILES["keras"])
         files["keras"] = FILES["keras"]
-        if tflite:
-            for name, quantize in (("tflite", False), ("tflite-dynamic-range", True)):
-                data, needs_select = to_tflite(model, quantize)
-                (staging / FILES[name]).write_bytes(data)
-                files[name], select_ops = FILES[name], select_ops or needs_select
-        if onnx:
-            (staging / FILES["onnx"]).write_bytes(to_onnx(model))
-            files["onnx"] = FILES["onnx"]
+        with converter_output_captured():
+            if tflite:
+                saved_model = inference_saved_model(model, staging / "saved_model")
+                for name, quantize in (("tflite", False), ("tflite-dynamic-range", True)):
+                    data, needs_select = to_tflite(saved_model, quantize)
+                    (staging / FILES[name]).write_bytes(data)
+                    files[name], select_ops = FILES[name], select_ops or needs_select
+                shutil.rmtree(saved_model)
+            if onnx:
+                (staging / FILES["onnx"]).write_bytes(to_onnx(model))
+                files["onnx"] = FILES["onnx"]
         metadata = {
             "name": model.name,
             "backbone": recipe.backbone,
@@ -145,6 +157,22 @@ def check(out_dir: Path, paths: list[Path], labels: np.ndarray, reference: np.nd
     }
     (out_dir / CHECK).write_text(json.dumps(report, indent=2) + "\n")
     return results
+
+
+def write_check_metrics(path: Path, results: list[FormatCheck], predict_accuracy: float, split: str) -> None:
+    """The check as DVC metrics: one flat group of figures per format, so `dvc metrics show` is one row."""
+    metrics: dict = {"split": split, "images": results[0].images, "predict_accuracy": predict_accuracy}
+    for r in results:
+        metrics[r.format] = {
+            "accuracy": r.accuracy,
+            "max_abs_diff": r.max_abs_diff,
+            "top1_agreement": r.top1_agreement,
+            "within_tolerance": r.ok,
+            "megabytes": round(r.bytes / 1e6, 3),
+            "ms_per_image": round(r.ms_per_image, 2),
+        }
+    with atomic_file(path) as partial:
+        partial.write_text(json.dumps(metrics, indent=2) + "\n")
 
 
 def render_checks(results: list[FormatCheck], predict_accuracy: float) -> str:

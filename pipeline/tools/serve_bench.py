@@ -72,9 +72,18 @@ def free_port() -> int:
 
 def start_server(model_dir: Path, port: int, *options: str, wait_s: float = 180) -> subprocess.Popen:
     """`python -m pipeline serve` on 127.0.0.1:port, returned once GET /health answers."""
+    return wait_until_healthy(launch_server(model_dir, port, *options), port, wait_s)
+
+
+def launch_server(model_dir: Path, port: int, *options: str) -> subprocess.Popen:
+    """`python -m pipeline serve` on 127.0.0.1:port, returned at once (it loads the model in the background)."""
     command = [sys.executable, "-m", "pipeline", "serve", str(model_dir), "--host", HOST, "--port", str(port)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    server = subprocess.Popen([*command, *options], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen([*command, *options], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_until_healthy(server: subprocess.Popen, port: int, wait_s: float = 180) -> subprocess.Popen:
+    """The server once GET /health answers 200; killed, and an error, if it exits or stays silent."""
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
