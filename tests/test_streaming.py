@@ -20,6 +20,7 @@ from pipeline.heads import dense as dense_module
 from pipeline.heads import get_head, load_head
 from pipeline.stages.evaluate import evaluate
 from pipeline.stages.train import train, training_data
+from pipeline.store import stream as stream_module
 from pipeline.store.chunks import ChunkPool, fingerprint
 from pipeline.store.index import FeatureStore, SplitIndex, chunk_folder, write_index
 from pipeline.store.stream import MapStream
@@ -28,23 +29,26 @@ from tests.conftest import ROOT
 CLASSES = ["cat", "dog"]
 
 
-def made_up_maps(n: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Noise maps; class 1 has a weak bump on its first 8 channels (learnable, not trivial)."""
+def made_up_maps(n: int, shape: tuple[int, ...], seed: int, by_class: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Noise maps; class 1 has a weak bump on its first 8 channels (learnable, not trivial). `by_class`: rows
+    sorted by class, as featurize writes a manifest's (train/cat/..., then train/dog/...)."""
     rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n) % 2)
+    labels = np.sort(np.arange(n) % 2) if by_class else rng.permutation(np.arange(n) % 2)
     maps = rng.normal(size=(n, *shape)).astype(np.float32)
     maps[..., :8] += 0.6 * labels.reshape(-1, 1, 1, 1)
     return maps, labels
 
 
-def write_store(root: Path, rows: dict[str, int], shape: tuple[int, ...], chunk_rows: int) -> Path:
+def write_store(
+    root: Path, rows: dict[str, int], shape: tuple[int, ...], chunk_rows: int, by_class: bool = False
+) -> Path:
     """A store of `rows` made-up rows per split, `chunk_rows` to a chunk, as featurize lays it out."""
     path = root / "features" / "made_up.h5"
     recipe = {"backbone": "made_up", "shape": list(shape)}
     pool = ChunkPool(chunk_folder(path), fingerprint(recipe), "float32")
     splits = {}
     for number, (split, n) in enumerate(rows.items()):
-        maps, labels = made_up_maps(n, shape, number)
+        maps, labels = made_up_maps(n, shape, number, by_class)
         keys = [f"{split}-{i:06d}" for i in range(n)]
         for start in range(0, n, chunk_rows):
             pool.add(maps[start : start + chunk_rows], keys[start : start + chunk_rows], "float32")
@@ -86,6 +90,26 @@ def test_stream_serves_every_row_once_with_a_seeded_chunk_order(small_store: Pat
     assert first == [tuple(b.order[:1]) for b in stream.blocks(1)]  # the same seed, the same order
     assert first != [tuple(b.order[:1]) for b in stream.blocks(2)]  # another epoch, another order
     assert [b.order[0] for b in stream.blocks()] == sorted(b.order[0] for b in stream.blocks())
+
+
+def mixed_batches(store_path: Path) -> float:
+    """The fraction of one shuffled epoch's batches of 20 that hold both classes."""
+    batches = dense_module.stream_dataset(MapStream(FeatureStore(store_path), "train"), 20, seed=5)
+    return float(np.mean([len(set(labels.numpy())) == 2 for _, labels in batches]))
+
+
+def test_shuffled_streams_mix_classes_when_chunks_hold_one_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of 256 rows, each of one class (a manifest's order), a shuffle buffer of 20 rows: pieces of 4 rows
+    taken across the split give batches of both classes; whole chunks through the buffer would not."""
+    store_path = write_store(tmp_path, {"train": 1024, "validation": 20, "test": 20}, (4, 4, 8), 256, by_class=True)
+    row_bytes = 4 * 4 * 8 * 4
+    monkeypatch.setattr(dense_module, "SHUFFLE_BYTES", 20 * row_bytes)
+    monkeypatch.setattr(stream_module, "PIECE_BYTES", 4 * row_bytes)
+    assert mixed_batches(store_path) > 0.8
+    monkeypatch.setattr(stream_module, "PIECE_BYTES", 256 * row_bytes)  # a piece is a whole chunk
+    assert mixed_batches(store_path) < 0.3
 
 
 @pytest.mark.parametrize("shuffle_bytes", [256 << 20, 40 * 4 * 512])  # the split fits; a buffer of 40 rows

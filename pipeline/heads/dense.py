@@ -2,8 +2,8 @@
 
 The saved model takes the conv base's feature map (so it stacks on the base for Grad-CAM). With average or max
 pooling it trains and predicts on rows already pooled (the store's pooled view) through the same layers. With
-flatten it trains on the maps as a stream (a tf.data pipeline over the store's chunks: chunk order shuffled per
-epoch by the seed, then a shuffle buffer of SHUFFLE_BYTES), so memory does not grow with the number of rows.
+flatten it trains on the maps as a stream (a tf.data pipeline over the store's chunks: pieces of chunks in an order
+shuffled per epoch by the seed, then a shuffle buffer of SHUFFLE_BYTES), so memory does not grow with the rows.
 """
 
 from __future__ import annotations
@@ -74,9 +74,10 @@ def stream_dataset(
     stream: RowStream, batch_size: int, seed: int | None = None, failures: list[Exception] | None = None
 ) -> tf.data.Dataset:
     """Batches of (maps, labels) read from `stream` a block at a time. With a seed (training) each epoch reads
-    the chunks in another order (seed + epoch) and shuffles rows through a buffer of SHUFFLE_BYTES: a full
-    shuffle when the split fits in it, as Keras' shuffle of arrays. A read's error (a damaged chunk) is
-    appended to `failures`, since TensorFlow reports it as its own InvalidArgumentError (see raising_failures)."""
+    pieces of the chunks in another random order (seed + epoch) and shuffles rows through a buffer of
+    SHUFFLE_BYTES: a full shuffle when the split fits in it, as Keras' shuffle of arrays. A read's error (a
+    damaged chunk) is appended to `failures`, since TensorFlow reports it as its own InvalidArgumentError (see
+    raising_failures)."""
     epochs = itertools.count()
 
     def blocks():

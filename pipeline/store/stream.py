@@ -4,6 +4,10 @@ A flatten head (the seed's dense head on VGG16's (4, 4, 512)) trains, validates 
 `MapStream`: each chunk is read and checked as `FeatureStore.split` checks it (fletcher32, recipe, row shape,
 finiteness, the key beside each row against the index), and the rows the split uses come out in blocks of at
 most `block_rows`. Memory is one chunk plus one block, whatever the split's size.
+
+Shuffled (training), the unit read is a piece of a chunk, about one HDF5 block (PIECE_BYTES, each checked by
+its fletcher32), taken in a random order across the whole split: featurize writes chunks in manifest order,
+so a chunk often holds one class, and a shuffle buffer fed whole chunks would serve batches of one class.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.store.chunks import HDF5_CHUNK_BYTES
 from pipeline.store.index import FeatureStore, SplitRows, chunk_folder, rows_by_chunk
 
 BLOCK_ROWS = 256  # rows handed out at a time
+PIECE_BYTES = HDF5_CHUNK_BYTES  # what a shuffled read takes from a chunk at a time: one HDF5 block of rows
 
 
 @dataclass(frozen=True)
@@ -61,29 +67,43 @@ class MapStream:
         keep = np.array([i not in ids for i in self.ids], dtype=bool)
         return MapStream(self.store, self.split, self.positions[keep], self.block_rows)
 
-    def chunk_order(self, seed: int | None) -> list[tuple[str, np.ndarray]]:
-        """(chunk, places in the stream of the rows it holds), in split order, or shuffled by `seed`."""
-        groups = list(rows_by_chunk([self.index.chunks[p] for p in self.positions]).items())
-        if seed is None:
-            return groups
-        return [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))]
+    def pieces(self, seed: int) -> list[tuple[str, int, np.ndarray]]:
+        """(chunk, first row of a piece, places in the stream of the rows the piece holds), in an order
+        shuffled by `seed` across every chunk of the split."""
+        stored = np.dtype(self.store.attrs.get("storage_dtype") or "float32").itemsize
+        piece_rows = max(1, PIECE_BYTES // (stored * int(np.prod(self.row_shape))))
+        found = []
+        for chunk, places in rows_by_chunk([self.index.chunks[p] for p in self.positions]).items():
+            starts = self.index.rows[self.positions[places]] // piece_rows * piece_rows
+            for start in np.unique(starts):
+                found.append((chunk, int(start), places[starts == start]))
+        return [found[i] for i in np.random.default_rng(seed).permutation(len(found))]
 
     def blocks(self, seed: int | None = None) -> Iterator[MapBlock]:
-        """Every row once, a chunk at a time (in split order, or chunks shuffled by `seed`), each chunk checked."""
-        for chunk, places in self.chunk_order(seed):
-            path = chunk_folder(self.store.path) / chunk
-            positions = self.positions[places]
-            data = self.store.read_chunk(path)
-            self.store.check_identity(path, data.keys, self.index, positions)
-            rows = self.index.rows[positions]
-            for start in range(0, len(rows), self.block_rows):
-                part = slice(start, start + self.block_rows)
-                yield MapBlock(
-                    places[part],
-                    data.features[rows[part]].astype(np.float32, copy=False),
-                    self.index.labels[positions[part]].astype(np.int64),
-                )
-            del data
+        """Every row once: in split order a chunk at a time, or (with `seed`) pieces of chunks in a random order."""
+        if seed is not None:
+            for chunk, start, places in self.pieces(seed):
+                yield from self.read(chunk, places, start)
+            return
+        for chunk, places in rows_by_chunk([self.index.chunks[p] for p in self.positions]).items():
+            yield from self.read(chunk, places)
+
+    def read(self, chunk: str, places: np.ndarray, start: int | None = None) -> Iterator[MapBlock]:
+        """The rows at `places` (all in `chunk`; from row `start` on, when a piece) read, checked, in blocks."""
+        path = chunk_folder(self.store.path) / chunk
+        positions = self.positions[places]
+        rows = self.index.rows[positions]
+        part = None if start is None else slice(start, int(rows.max()) + 1)
+        data = self.store.read_chunk(path, part=part)
+        self.store.check_identity(path, data.keys, self.index, positions)
+        rows = rows - (start or 0)
+        for first in range(0, len(rows), self.block_rows):
+            block = slice(first, first + self.block_rows)
+            yield MapBlock(
+                places[block],
+                data.features[rows[block]].astype(np.float32, copy=False),
+                self.index.labels[positions[block]].astype(np.int64),
+            )
 
     def map_bytes(self) -> int:
         """What the split's maps would take in memory as float32."""
