@@ -3,7 +3,7 @@
 A flatten head (the seed's dense head on VGG16's (4, 4, 512)) trains, validates and is evaluated on a
 `MapStream`: each chunk is read and checked as `FeatureStore.split` checks it (fletcher32, recipe, row shape,
 finiteness, the key beside each row against the index), and the rows the split uses come out in blocks of at
-most `block_rows`. Memory is one chunk plus one block, whatever the split's size.
+most `block_rows`. Memory is one chunk (one piece, shuffled) plus one block, whatever the split's size.
 
 Shuffled (training), the unit read is a piece of a chunk, about one HDF5 block (PIECE_BYTES, each checked by
 its fletcher32), taken in a random order across the whole split: featurize writes chunks in manifest order,
@@ -104,7 +104,3 @@ class MapStream:
                 data.features[rows[block]].astype(np.float32, copy=False),
                 self.index.labels[positions[block]].astype(np.int64),
             )
-
-    def map_bytes(self) -> int:
-        """What the split's maps would take in memory as float32."""
-        return len(self) * int(np.prod(self.row_shape)) * 4
