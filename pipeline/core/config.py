@@ -31,7 +31,7 @@ StorageDtype = Literal["float32", "float16"]
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 TrainingPrecision = Literal["float32", "bfloat16"]
 Backend = Literal["local", "ray"]
-Pooling = Literal["auto", "flatten", "avg"]
+Pooling = Literal["auto", "flatten", "avg", "max"]
 FillMode = Literal["nearest", "constant", "reflect", "wrap"]
 Interpolation = Literal["bilinear", "nearest"]
 Layout = Literal["auto", "kaggle", "folders"]
@@ -256,7 +256,9 @@ class TrainConfig:
 class DenseHeadConfig:
     """heads.dense: the book's classifier."""
 
-    pooling: Pooling = Field("auto", description="auto (the backbone's default) | flatten | avg (book: flatten)")
+    pooling: Pooling = Field(
+        "auto", description="auto (the backbone's default) | flatten (streamed) | avg | max (book: flatten)"
+    )
     units: Int = Count(256, 1, "hidden units (book: 256)")
     dropout: Float = Real(0.5, "dropout rate (book: 0.5)", ge=0, lt=1)
     learning_rate: Float = Real(2e-5, "RMSprop learning rate (book: 2e-5)", gt=0)
@@ -268,7 +270,7 @@ class DenseHeadConfig:
 class LogRegHeadConfig:
     """heads.logreg: scikit-learn LogisticRegression on pooled features."""
 
-    pooling: Pooling = Field("auto", description="auto | flatten | avg")
+    pooling: Pooling = Field("auto", description="auto | flatten | avg | max")
     C: float | str = Field("auto", description="auto: the best of 0.001..10 on validation; or a number > 0")
     max_iter: Int = Count(1000, 1, "solver iterations")
     standardize: Bool = Field(True, description="zero mean, unit variance per feature (train statistics)")

@@ -113,12 +113,21 @@ def dense_head_graph(x: keras.KerasTensor, head_model: keras.Model) -> keras.Ker
     return two_columns(p) if p.shape[-1] == 1 else layers.Identity(name="probabilities")(p)
 
 
+def pooling_layer(pooling: str) -> keras.Layer:
+    """The Keras layer that pools a map as a head's `pooling` does (avg, max, flatten)."""
+    if pooling == "avg":
+        return layers.GlobalAveragePooling2D(name="pool")
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D(name="pool")
+    return layers.Flatten(name="flatten")
+
+
 def logreg_head_graph(x: keras.KerasTensor, head: LogRegHead) -> keras.KerasTensor:
     """pool -> standardize ((x - mean) / scale of the train split, as Rescaling) -> Dense(coef, intercept).
 
     Rescaling rather than Normalization: its numbers are config, traced as constants, where Normalization's
     are tensors captured from outside the graph, which the TFLite and ONNX converters turn into inputs."""
-    x = layers.GlobalAveragePooling2D(name="pool")(x) if head.pooling == "avg" else layers.Flatten(name="flatten")(x)
+    x = pooling_layer(head.pooling)(x)
     scale = np.asarray(head.scale, np.float64)
     standardize = layers.Rescaling((1.0 / scale).tolist(), offset=(-head.mean / scale).tolist(), name="standardize")
     coef = np.asarray(head.coef, np.float32)

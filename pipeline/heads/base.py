@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -12,14 +13,40 @@ from pipeline.core.config import HeadsConfig, validate_section
 from pipeline.heads.pooling import resolve_pooling
 
 
+class RowBlock(Protocol):
+    order: np.ndarray  # (n,) the rows' places in their stream
+    features: np.ndarray  # (n, *row_shape) float32
+    labels: np.ndarray  # (n,) int64
+
+
+class RowStream(Protocol):
+    """Feature maps read a block at a time instead of held (pipeline.store.stream.MapStream): what a head that
+    `streams` gets for flatten pooling, so memory does not grow with the split."""
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+    @property
+    def row_shape(self) -> tuple[int, ...]: ...
+
+    def __len__(self) -> int: ...
+
+    def blocks(self, seed: int | None = None) -> Iterator[RowBlock]:
+        """Every row once; `seed` shuffles the order of the store's chunks."""
+
+
+Rows = np.ndarray | RowStream
+
+
 @dataclass
 class TrainingData:
-    """Train and validation rows: feature maps, or vectors already pooled the way the head pools (the store's
-    pooled view); `feature_shape` is the maps' shape either way (empty: that of x_train)."""
+    """Train and validation rows: feature maps (arrays, or a RowStream for a head that streams), or vectors already
+    pooled the way the head pools (the store's pooled view); `feature_shape` is the maps' shape either way
+    (empty: that of x_train)."""
 
-    x_train: np.ndarray
+    x_train: Rows
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: Rows
     y_val: np.ndarray
     classes: list[str]
     default_pooling: str
@@ -27,14 +54,21 @@ class TrainingData:
 
     @property
     def map_shape(self) -> tuple[int, ...]:
-        return tuple(self.feature_shape) or tuple(self.x_train.shape[1:])
+        if self.feature_shape:
+            return tuple(self.feature_shape)
+        return tuple(self.x_train.row_shape if is_stream(self.x_train) else self.x_train.shape[1:])
+
+
+def is_stream(rows: Rows) -> bool:
+    """Whether rows come as a RowStream (read block by block) rather than an array."""
+    return not isinstance(rows, np.ndarray)
 
 
 class Head(Protocol):
     """A classifier over cached features. Saved without pickle; loaded with `load(path)`."""
 
     file_suffix: str
-    pooling: str  # how it reduces a map to a vector (avg, flatten): avg rows come from the store's pooled view
+    pooling: str  # how it reduces a map to a vector (avg, max, flatten): avg and max rows come from the pooled view
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """(N, *feature_shape) maps, or (N, d) rows already pooled by `pooling` -> (N, n_classes) probabilities."""
@@ -45,6 +79,7 @@ class Head(Protocol):
 class HeadBuilder(Protocol):
     file_suffix: str
     curve_x: str  # the x axis of its learning curves: epoch, or e.g. log10_C for a search over C
+    streams: bool  # fit takes RowStreams of maps (flatten) instead of arrays: memory bounded by a chunk
 
     def fit(self, data: TrainingData, params: dict[str, Any], seed: int, live: Any) -> Head: ...
 

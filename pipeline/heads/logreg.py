@@ -87,6 +87,7 @@ def validation_accuracy(head: LogRegHead, data: TrainingData) -> float:
 class LogRegHeadBuilder:
     file_suffix = ".npz"
     curve_x = CURVE_X
+    streams = False  # scikit-learn's solver holds the rows: flatten rows are read into memory
 
     def fit(self, data: TrainingData, params: dict[str, Any], seed: int, live: Any) -> LogRegHead:
         p = head_params("logreg", params)

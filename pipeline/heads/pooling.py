@@ -1,4 +1,4 @@
-"""How a head reduces a (N, h, w, c) feature map to vectors: flatten (the book) or global average."""
+"""How a head reduces a (N, h, w, c) feature map to vectors: flatten (the book), global average or global max."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ def resolve_pooling(pooling: str, store_default: str) -> str:
 
 
 def pool(features: np.ndarray, pooling: str) -> np.ndarray:
-    """(N, ...) features -> (N, d) vectors."""
+    """(N, ...) features -> (N, d) vectors; rows already pooled (N, d) pass through."""
     if pooling == "avg" and features.ndim == 4:
         return features.mean(axis=(1, 2))
+    if pooling == "max" and features.ndim == 4:
+        return features.max(axis=(1, 2))
     return features.reshape(len(features), -1)

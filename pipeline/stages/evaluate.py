@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.heads import load_head
+from pipeline.core.errors import StoreError
+from pipeline.heads import Head, load_head
 from pipeline.reporting.contact_sheet import contact_sheet
 from pipeline.reporting.curve_plots import confusion_png
 from pipeline.reporting.metrics import Evaluation, per_class_report, score, write_test_metrics
 from pipeline.store.index import FeatureStore
 from pipeline.store.pooled import pooled_split
+from pipeline.store.stream import MapStream
 
 MISCLASSIFIED_FIELDS = ("id", "true", "predicted", "probability", "true_probability")
 PER_CLASS_FIELDS = ("class", "precision", "recall", "f1", "support")
@@ -84,15 +86,33 @@ def mistakes_sheet(wrong: list[Mistake], split_dir: Path, out: Path, label: str)
     )
 
 
+def streamed_probabilities(model: Head, stream: MapStream) -> np.ndarray:
+    """The head's class probabilities of every row of `stream`, read a chunk at a time, in the stream's order."""
+    probabilities = None
+    for block in stream.blocks():
+        found = model.predict_proba(block.features)
+        if probabilities is None:
+            probabilities = np.empty((len(stream), found.shape[1]), dtype=found.dtype)
+        probabilities[block.order] = found
+    if probabilities is None:
+        raise StoreError(f"{stream.store.path} has no rows in split {stream.split!r}.")
+    return probabilities
+
+
 def evaluate(
     store_path: Path, head: str, head_dir: Path, out_dir: Path, split: str = "test", split_dir: Path | None = None
 ) -> Evaluation:
     """Score the trained head on one split of the store; write metrics.json, per_class.csv, the confusion plot,
-    misclassified.csv and, given the split folder holding the images, plots/misclassified.png."""
+        misclassified.csv and, given the split folder holding the images, plots/misclassified.png. A head that pools
+    avg or max reads the pooled view; flatten streams the maps chunk by chunk."""
     store = FeatureStore(store_path)
     model = load_head(head, head_dir)
-    data = pooled_split(store, split, model.pooling) if model.pooling != "flatten" else store.split(split)
-    probabilities = model.predict_proba(data.features)
+    if model.pooling == "flatten":
+        data = MapStream(store, split)
+        probabilities = streamed_probabilities(model, data)
+    else:
+        data = pooled_split(store, split, model.pooling)
+        probabilities = model.predict_proba(data.features)
     result = score(probabilities, data.labels, len(store.classes))
     per_class, table = per_class_report(data.labels, result.predicted, store.classes)
     result = replace(result, per_class=per_class, report=table)

@@ -124,15 +124,18 @@ def read_chunk(
     feature_shape: tuple[int, ...] | None = None,
     checksum: bool = False,
     out: np.ndarray | None = None,
+    part: slice | None = None,
 ) -> ChunkData:
-    """Read one chunk and check it; raise ChunkError saying what is wrong.
+    """Read one chunk (or its rows `part`: `features` then holds those rows, `keys` all) and check it; raise
+    ChunkError saying what is wrong.
 
     Checks: the file opens (not truncated), it was made with this recipe (fingerprint), its keys are the
     ones its name was derived from (not another chunk copied over it), equal key and feature counts, the
     recipe's shape and dtype, HDF5's per-chunk fletcher32 checksum on every byte of the features (h5py
     raises on a damaged block), finite values; with `checksum` (or for chunks written without fletcher32)
     also the sha256 recorded when the chunk was written. `out`, an array of the chunk's shape, receives
-    the features (converted to its dtype) without another copy.
+    the features (converted to its dtype) without another copy. With `part` the fletcher32 checksum covers
+    every HDF5 block read; the sha256 (a chunk without fletcher32) needs the whole chunk, so it is read.
     """
     with chunk_read_errors(path), h5py.File(path, "r") as handle:
         recorded_fingerprint = handle.attrs.get("fingerprint")
@@ -153,7 +156,7 @@ def read_chunk(
                 dataset.read_direct(out)
                 features = out
             else:
-                features = dataset[...]
+                features = dataset[part] if part is not None and not sha256 else dataset[...]
         except OSError as err:
             if not dataset.fletcher32:
                 raise
@@ -164,7 +167,7 @@ def read_chunk(
         problem = "checksum mismatch (contents changed since written)"
     if problem:
         raise ChunkError(path, problem)
-    return ChunkData(keys, features)
+    return ChunkData(keys, features[part] if part is not None and sha256 else features)
 
 
 @dataclass(frozen=True)

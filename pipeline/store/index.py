@@ -258,11 +258,12 @@ class FeatureStore:
         if data.features is not target:  # not read in place: copy the rows the split uses
             out[positions] = data.features[rows]
 
-    def read_chunk(self, path: Path, out: np.ndarray | None = None) -> ChunkData:
-        """One chunk of this store, checked against its recipe (read_chunk); damage is a StoreError."""
+    def read_chunk(self, path: Path, out: np.ndarray | None = None, part: slice | None = None) -> ChunkData:
+        """One chunk of this store (or its rows `part`), checked against its recipe (read_chunk); damage is a
+        StoreError."""
         try:
             return read_chunk(
-                path, self.attrs.get("fingerprint", ""), self.attrs.get("storage_dtype"), self.shape, out=out
+                path, self.attrs.get("fingerprint", ""), self.attrs.get("storage_dtype"), self.shape, out=out, part=part
             )
         except ChunkError as err:
             raise StoreError(f"Damaged chunk {path}: {err.problem}. {repair_hint(self.path)}") from err
