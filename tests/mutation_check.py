@@ -20,7 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("pipeline", "tests", "dvc.yaml", "params.yaml", "pyproject.toml", "README.md", "Makefile", "weights")
+# what tests/conftest.py's make_project copies into a test's project, plus the tests and the pages they read
+COPIED = (
+    *("pipeline", "tests", "dvc.yaml", "params.yaml", "pyproject.toml", "README.md", "docs", "Makefile", "weights"),
+    *(".dvc/config", ".dvc/plots.html", ".dvcignore", "data/raw/.gitignore", ".gitignore"),
+)
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,7 @@ def scratch_copy(tmp: Path) -> Path:
     folder = tmp / "project"
     for name in COPIED:
         source, target = ROOT / name, folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
         elif source.exists():
