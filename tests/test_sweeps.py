@@ -48,7 +48,7 @@ def test_a_queue_of_three_C_values_runs_each_without_featurize(tmp_path: Path, s
     deadline = time.monotonic() + 600
     while not queue_settled(project):
         assert time.monotonic() < deadline, run(["dvc", "queue", "status"], project).stdout
-        time.sleep(10)  # each `dvc queue status` starts DVC (seconds of CPU): polled rarely, the queue runs faster
+        time.sleep(2)
     run(["dvc", "queue", "stop"], project, check=False)
     found = experiments(project)
     assert sorted(float(e["C"]) for e in found) == list(C_VALUES), found
