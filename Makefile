@@ -34,12 +34,14 @@ run: $(VENV)/.installed
 
 # Two pytest workers: most of the suite's time is single-threaded (Python, TensorFlow and DVC starting in
 # subprocesses), so two cores finish it in about 0.6 of the time of one worker.
+# Whole files go to the workers (a file's shared fixture, such as one `dvc repro`, runs once), longest first
+# (tests/conftest.py's LONGEST_FIRST).
 # The docs site is built strictly (a broken link or a missing page fails) into the git-ignored site/.
 test: $(VENV)/.installed
 	PATH="$(BIN):$$PATH" python -m ruff check pipeline tests
 	PATH="$(BIN):$$PATH" python -m ruff format --check pipeline tests
 	NO_MKDOCS_2_WARNING=1 PATH="$(BIN):$$PATH" python -m mkdocs build --strict --quiet --site-dir site
-	PATH="$(BIN):$$PATH" python -m pytest -q -n 2 $(ARGS)
+	PATH="$(BIN):$$PATH" python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder $(ARGS)
 
 lint: $(VENV)/.installed
 	PATH="$(BIN):$$PATH" python -m ruff check pipeline tests

@@ -1,4 +1,5 @@
-"""Shared test helpers: subsets of the Dogs vs. Cats fixture in tests/data (see its README), made at test time."""
+"""Shared test helpers: subsets of the Dogs vs. Cats fixture in tests/data (see its README), made at test time.
+Every test, fixture and tool subprocess runs offline (tests/network_guard.py): loopback only."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from network_guard import offline_env, refused
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -79,12 +82,48 @@ def write_competition_zip(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
+# The longest files, longest first (pytest -n 2 --durations on a loaded 2-core AMD EPYC (Zen 3), seconds of one
+# worker: sweeps 679, three_classes 430, reliability 1,125 in 6 tests, team 347, dvc_pipeline 330, ray_backend
+# 380, keep_going 151, audit_junk 130). `make test` hands whole files to the two workers in collection order
+# (--dist loadscope --no-loadscope-reorder): a file's shared fixture (one `dvc repro`) runs once, on one worker,
+# and these start first, so no long file starts last, alone.
+LONGEST_FIRST = (
+    "test_sweeps.py",
+    "test_reliability.py",
+    "test_three_classes.py",
+    "test_ray_backend.py",
+    "test_team.py",
+    "test_dvc_pipeline.py",
+    "test_keep_going.py",
+    "test_audit_junk.py",
+    "test_deploy.py",
+    "test_audit.py",
+    "test_methods.py",
+    "test_efficientnet_lite.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of LONGEST_FIRST first, in that order; the rest after them, as collected."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline() -> Iterator[None]:
+    """The whole session, fixtures included, behind the network guard: a connect to any host but loopback is
+    refused (Ray runs on 127.0.0.1, a test's server listens there)."""
+    with refused():
+        yield
+
+
 def tool_env() -> dict[str, str]:
-    """The environment for `dvc` and `python -m pipeline`: this interpreter's bin first on PATH."""
+    """The environment for `dvc` and `python -m pipeline`: this interpreter's bin first on PATH, and the network
+    guard installed in every Python child (its sitecustomize first on PYTHONPATH)."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
+    return offline_env(env)
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

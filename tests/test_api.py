@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT, make_split, run, tool_env
+from network_guard import offline_env
 
 from pipeline.api import export, load_dataset, load_split
 from pipeline.core.config import BackboneConfig, FeaturizeConfig
@@ -115,7 +116,7 @@ def api_snippet(page: str) -> str:
 
 @pytest.mark.parametrize("page", ["README.md", "docs/api.md"])
 def test_the_documented_api_snippet_runs(project: Path, page: str) -> None:
-    env = tool_env() | {"PYTHONPATH": str(ROOT)}
+    env = offline_env(tool_env() | {"PYTHONPATH": str(ROOT)})  # the snippet imports this tree, offline
     result = subprocess.run(
         [sys.executable, "-c", api_snippet(page)], cwd=project, env=env, capture_output=True, text=True
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +34,19 @@ def test_in_process_a_remote_host_is_refused_and_loopback_answers(monkeypatch) -
                 assert response.status == 200
     finally:
         server.shutdown()
+
+
+def test_every_test_runs_behind_the_guard_without_asking() -> None:
+    """conftest's session-wide guard: a test that forgets `refused()` still cannot reach a remote host."""
+    with pytest.raises(OSError, match=REFUSAL):
+        socket.create_connection(("8.8.8.8", 53), timeout=5)
+
+
+def test_every_tool_subprocess_runs_behind_the_guard() -> None:
+    """A Python child started with conftest's tool_env() (dvc, python -m pipeline) has the guard installed."""
+    code = "import socket; socket.create_connection(('8.8.8.8', 53), timeout=5)"
+    result = subprocess.run([sys.executable, "-c", code], env=tool_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and REFUSAL in result.stderr, result.stderr
 
 
 def test_a_python_subprocess_is_refused_even_with_no_proxy_set() -> None:

@@ -73,7 +73,7 @@ def ray_session():
     marker = str(time.time_ns())  # the raylet and every worker inherit it: how left_behind finds them
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PIPELINE_RAY_TEST", marker)
-        ray.init(num_cpus=2, include_dashboard=False)
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")  # loopback only: offline
     yield ray
     ray.shutdown()
     assert left_behind(marker) == []
