@@ -26,6 +26,7 @@ DEFAULT_PARAMS = Path("params.yaml")
 # checks they agree), spelled out here so validating params never imports TensorFlow.
 BackboneName = Literal["vgg16", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 HeadName = Literal["dense", "logreg"]
+KerasHeadName = Literal["dense"]  # the heads that save a Keras model (visualize stacks it on the conv base)
 ResizeMethod = Literal["bilinear", "nearest", "bicubic", "area"]
 StorageDtype = Literal["float32", "float16"]
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
@@ -56,6 +57,7 @@ AuditMap = Literal["pca", "tsne"]
 
 BACKBONES: tuple[str, ...] = get_args(BackboneName)
 HEADS: tuple[str, ...] = get_args(HeadName)
+KERAS_HEADS: tuple[str, ...] = get_args(KerasHeadName)
 RESIZE_METHODS: tuple[str, ...] = get_args(ResizeMethod)
 STORAGE_DTYPES: tuple[str, ...] = get_args(StorageDtype)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -140,6 +142,10 @@ class Paths:
 
     def weights_record(self, backbone: str) -> Path:
         return self.features / f"{backbone}.weights.json"
+
+    def store_summary(self, backbone: str) -> Path:
+        """The store's provenance and rows per split as JSON (featurize writes it; the report reads it)."""
+        return self.metrics / backbone / "store.json"
 
     def head_dir(self, backbone: str, head: str) -> Path:
         return self.models / backbone / head
@@ -387,6 +393,9 @@ def default_filter_layers() -> dict[str, str]:
 class VisualizeConfig:
     """What the visualize stage pictures: activations, filter patterns, Grad-CAM."""
 
+    heads: tuple[KerasHeadName, ...] = Field(
+        ("dense",), description="Keras heads of train.heads to picture (one visualize stage each); [] none"
+    )
     images: Int = Count(1, 0, "first N test images per class")
     ids: tuple[str, ...] = Field((), description="or these manifest ids instead")
     layers: Int = Count(8, 1, "activation grids of the first N conv/pool layers (book: 8)")
@@ -505,7 +514,18 @@ def validate(raw: dict[str, Any], source: str = "params") -> Config:
     except ValidationError as err:
         problems = [describe_error(error) for error in err.errors()]
         raise ConfigError(f"{source}: " + "\n  ".join(problems if len(problems) == 1 else ["", *problems])) from None
+    check_visualized_heads_are_trained(config, source)
     return replace(config, raw=raw)
+
+
+def check_visualized_heads_are_trained(config: Config, source: str) -> None:
+    """visualize.heads pictures trained heads: each entry must be in train.heads too."""
+    untrained = [head for head in config.visualize.heads if head not in config.train.heads]
+    if untrained:
+        raise ConfigError(
+            f"{source}: visualize.heads: received {list(config.visualize.heads)}; {', '.join(untrained)} "
+            f"is not in train.heads {list(config.train.heads)}: add it there or remove it from visualize.heads"
+        )
 
 
 def describe_error(error: dict[str, Any], root: type = Config) -> str:
