@@ -26,6 +26,7 @@ PARAMS = {
     "backbones.efficientnet_lite0.weights": "none",
     "backbones.efficientnet_lite0.input_size": 32,
     "train.heads": ["logreg"],
+    "visualize.heads": [],  # logreg has no picture to draw
 }
 
 

@@ -112,3 +112,40 @@ def test_per_class_report_is_scikit_learns_classification_report(classes: list[s
         }
     else:
         assert per_class["cat"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+def test_the_audit_prints_each_step_with_its_seconds_and_the_long_ones_progress(tmp_path, capsys) -> None:
+    """In a log (stderr not a terminal): a line per step with its seconds, and progress lines with rows/s and
+    the count reached for the folds, the neighbor graph and the image checks."""
+    from pipeline.audit.stage import find
+    from pipeline.core.config import AuditConfig
+    from pipeline.store.pooled import PooledRows
+
+    images = sample_images(12)
+    for name, data in images.items():
+        (tmp_path / name).write_bytes(data)
+    rng = np.random.default_rng(0)
+    labels = np.array([name.startswith("dog") for name in images], dtype=np.int64)
+    rows = PooledRows(
+        features=(rng.normal(size=(24, 8)) + labels[:, None]).astype(np.float32),
+        labels=labels,
+        ids=list(images),
+        splits=np.array(["train"] * 24),
+        keys=[f"{i:064x}" for i in range(24)],
+        classes=["cat", "dog"],
+    )
+    seconds: dict[str, float] = {}
+    find(rows, AuditConfig(folds=3, neighbors=3, image_workers=1), seconds, tmp_path, "audit vgg16")
+    lines = capsys.readouterr().err.splitlines()
+    steps = ["out_of_fold", "cleanlab", "neighbors", "flag", "off_class", "image_checks"]
+    assert [line for line in lines if line.endswith(" s") and " s, " not in line] == [
+        f"audit vgg16: {step} {seconds[step]:.1f} s" for step in steps
+    ]
+    assert [line.split(" (")[0] for line in lines if " s, " in line] == [
+        "audit vgg16 out_of_fold: 1/3 folds",
+        "audit vgg16 out_of_fold: 2/3 folds",
+        "audit vgg16 out_of_fold: 3/3 folds",
+        "audit vgg16 neighbors: 24/24 rows",
+        "audit vgg16 image_checks: 24/24 img",
+    ]
+    assert all(" rows/s" in line for line in lines if "neighbors: 24/24" in line)

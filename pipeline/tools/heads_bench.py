@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from pipeline.core.config import KERAS_HEADS
 from pipeline.core.errors import InputError
 
 PEER = """
@@ -112,6 +113,7 @@ def repeated_project(project: Path, repeat: int, backbone: str, head: str, scrat
     (scratch / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     params["featurize"]["backbones"] = [backbone]
     params["train"]["heads"] = [head]
+    params["visualize"]["heads"] = [head] if head in KERAS_HEADS else []  # visualize pictures trained Keras heads
     (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repeat_split(project / paths["split"], scratch / paths["split"], repeat)
     chunks = f"{backbone}.chunks"
