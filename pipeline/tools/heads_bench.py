@@ -4,7 +4,8 @@ On one featurized project (the current folder, or a scratch copy whose split rep
 times under new names, so the store's index lists that many rows without a feature computed), it times:
 
 (a) `dvc exp run -S <param>=<value>` (default heads.logreg.C=0.1), end to end (DVC's status, then the
-    train, evaluate and visualize stages the param reruns);
+    stages the param reruns: the head's train and evaluate, its visualize stage if it is in visualize.heads,
+    and the report);
 (b) `python -m pipeline train` + `evaluate` by hand;
 (c) a plain script that loads `store export --pooling avg`'s .npy files and fits the same standardized
     LogisticRegression (C, max_iter 1000), then scores the test split: the peer a user compares with.
