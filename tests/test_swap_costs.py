@@ -149,3 +149,14 @@ def test_the_report_reruns_when_a_result_it_shows_changes(project: Path) -> None
         status = report_status(project)
         assert "report:" in status and "changed deps" in status, changed
         run(["dvc", "commit", "--force", "report"], project)
+
+
+def test_visualize_render_refuses_a_head_with_no_picture_to_draw() -> None:
+    """Through the CLI: one error line naming the head and the Keras heads, exit 2, nothing drawn."""
+    result = run([sys.executable, "-m", "pipeline", "visualize", "render", "vgg16", "logreg"], ROOT, check=False)
+    assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (
+        2,
+        "error: visualize render: logreg is not a Keras head, so it has no picture to draw (Keras heads: dense; "
+        "visualize.heads lists the ones the pipeline pictures)",
+    )
+    assert not (ROOT / "plots" / "vgg16" / "logreg").exists()
