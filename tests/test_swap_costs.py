@@ -40,7 +40,8 @@ def test_visualize_stages_are_the_keras_heads_of_visualize_heads(tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A DVC project holding what the report reads: a real split and store (its summary), and small results."""
+    """A DVC project holding what the report reads: a real split and store (its summary), and small results.
+    visualize.heads is empty, so the pictures folder holds only what git holds (the report depends on it)."""
     root = tmp_path_factory.mktemp("swap")
     overrides = {
         "featurize.backbones": ["vgg16"],
@@ -75,8 +76,7 @@ def project(tmp_path_factory) -> Path:
     (curves / "accuracy.tsv").write_text("log10_C\ttrain\tvalidation\n-1.0\t0.9\t0.8\n")
     (root / paths.audit_dir("vgg16")).mkdir(parents=True)
     (root / paths.audit_dir("vgg16") / "counts.json").write_text(json.dumps({"label_issue": 0}))
-    (root / paths.plots).mkdir(exist_ok=True)
-    (root / paths.plots / "README.md").write_text("visualize's pictures\n")
+    assert not list((root / paths.plots).rglob("*.png"))  # no visualize stage drew; the folder is in git
     return root
 
 
