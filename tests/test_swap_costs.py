@@ -80,20 +80,22 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
-def report_deps(root: Path) -> list[Path]:
-    stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["report"]
-    return [root / resolve(dep, None) for dep in stage["deps"]]
+def stage_deps(root: Path, name: str, item: dict | None = None, keys: tuple[str, ...] = ("deps",)) -> list[Path]:
+    """A stage's deps (or other path lists) in the project's dvc.yaml, resolved (params.yaml paths, matrix item)."""
+    stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"][name]
+    entries = [entry for key in keys for entry in stage.get(key, [])]
+    return [(root / resolve(e if isinstance(e, str) else next(iter(e)), item)).resolve() for e in entries]
 
 
 def reads(mode: str | None, flags: int) -> bool:
-    """Whether an `open` audit event opens for reading only (what the report writes is its output)."""
+    """Whether an `open` audit event opens for reading only (what a stage writes is its output)."""
     if mode is not None:
         return not set(mode) & set("wax+")
     return not flags & (os.O_WRONLY | os.O_RDWR)
 
 
-def test_the_report_reads_only_its_deps(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every file the report opens lies under a dep of its stage; no dep holds the split's images or the chunks."""
+def files_read(root: Path, work) -> list[Path]:
+    """The files under `root` that `work()` opens for reading, in this process."""
     opened: list[Path] = []
     recording = [True]
 
@@ -101,26 +103,32 @@ def test_the_report_reads_only_its_deps(project: Path, monkeypatch: pytest.Monke
         if recording[0] and event == "open" and isinstance(args[0], (str, Path)) and reads(*args[1:]):
             opened.append(Path(args[0]).resolve())
 
-    monkeypatch.chdir(project)
-    config = load_config("params.yaml")
     sys.addaudithook(record)  # an audit hook cannot be removed: it records only while `recording` holds True
     try:
-        summary = build_report(config, Path("report"), "deps")
+        work()
     finally:
         recording[0] = False
-    here = project.resolve()
-    read = sorted({p for p in opened if here in p.parents})
-    deps = [dep.resolve() for dep in report_deps(project)]
-    unlisted = [str(p.relative_to(project.resolve())) for p in read if not any(p == d or d in p.parents for d in deps)]
-    assert read and unlisted == []
+    return sorted({p for p in opened if root.resolve() in p.parents})
+
+
+def not_covered(files: list[Path], deps: list[Path]) -> list[Path]:
+    return [p for p in files if not any(p == d or d in p.parents for d in deps)]
+
+
+def test_the_report_reads_only_its_deps(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file the report opens lies under a dep of its stage; no dep holds the split's images or the chunks."""
+    monkeypatch.chdir(project)
+    config = load_config("params.yaml")
+    summaries: list = []
+    read = files_read(project, lambda: summaries.append(build_report(config, Path("report"), "deps")))
+    deps = stage_deps(project, "report")
+    assert read and not_covered(read, deps) == []
     images = (project / config.paths.split / "train").resolve()
     chunks = (project / config.paths.features / "vgg16.chunks").resolve()
     assert not [d for d in deps if d in (images, chunks) or d in images.parents or d in chunks.parents]
-    page = summary.index.read_text()
-    assert (
-        "rows (train)" in page
-        and json.loads((project / config.paths.store_summary("vgg16")).read_text())["attrs"]["fingerprint"] in page
-    )
+    page = summaries[0].index.read_text()
+    fingerprint = json.loads((project / config.paths.store_summary("vgg16")).read_text())["attrs"]["fingerprint"]
+    assert "rows (train)" in page and fingerprint in page
 
 
 def report_status(root: Path) -> str:
@@ -160,3 +168,23 @@ def test_visualize_render_refuses_a_head_with_no_picture_to_draw() -> None:
         "visualize.heads lists the ones the pipeline pictures)",
     )
     assert not (ROOT / "plots" / "vgg16" / "logreg").exists()
+
+
+def test_evaluate_reads_only_its_deps_and_not_the_training_images(project: Path, monkeypatch) -> None:
+    """evaluate draws its mistakes from the test split: its deps name the test images, not the whole split."""
+    from pipeline.cli.stages import evaluate
+    from pipeline.stages.train import train
+
+    monkeypatch.chdir(project)
+    config = load_config("params.yaml")
+    head_dir = config.paths.head_dir("vgg16", "logreg")
+    curves = config.paths.curves_dir("vgg16", "logreg")
+    train(config.paths.store("vgg16"), "logreg", config.head("logreg"), 42, head_dir, curves, None)
+    read = files_read(project, lambda: evaluate("vgg16", "logreg", Path("params.yaml")))
+    item = {"backbone": "vgg16", "head": "logreg"}
+    deps = stage_deps(project, "evaluate", item)
+    outputs = stage_deps(project, "evaluate", item, ("outs", "metrics", "plots"))
+    allowed = [*deps, (project / "params.yaml").resolve(), *outputs, *(o.parent for o in outputs)]
+    assert read and not_covered(read, allowed) == []
+    train_images = (project / config.paths.split / "train").resolve()
+    assert not [d for d in deps if d == train_images or d in train_images.parents]
