@@ -52,6 +52,7 @@ MEASURE = (
     "print(f'peak_rss_kib={usage.ru_maxrss} cpu_s={usage.ru_utime + usage.ru_stime}', file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
+SPLIT_RECORDS = ("counts.json", "rejects.csv", "converted.csv")
 PROJECT_FILES = (
     "pipeline",
     "dvc.yaml",
@@ -159,6 +160,9 @@ def repeat_split(source: Path, target: Path, repeat: int) -> None:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(out)
+    for name in SPLIT_RECORDS:  # the report's deps: the split's counts and lists, as the split stage wrote them
+        if (source / name).is_file():
+            shutil.copy2(source / name, target / name)
 
 
 def bench_heads(project: Path, backbone: str, head: str, setting: str, c: float, repeat: int) -> list[str]:
