@@ -30,6 +30,7 @@ PROJECT_FILES = (
     ".dvc/plots.html",
     ".dvcignore",
     "weights",
+    "plots/README.md",
     "pyproject.toml",
     "data/raw/.gitignore",
     ".gitignore",

@@ -26,6 +26,7 @@ PLANTED_PARAMS = {
     "featurize.backbones": ["efficientnet_lite0"],
     "backbones.efficientnet_lite0.input_size": 96,
     "train.heads": ["logreg"],
+    "visualize.heads": [],  # logreg has no picture to draw
 }
 LABEL_ISSUE = "train/dog/dog.7.jpg"  # holds cat.120.jpg
 LEAK_TEST, LEAK_TRAIN = "test/cat/cat.27.jpg", "train/cat/cat.3.jpg"  # cat.3 resized to 120 px, JPEG quality 70

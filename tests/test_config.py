@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.core.config import BACKBONES, DEFAULT_INPUT_SIZES, HEADS, Config, load_config, validate
+from pipeline.core.config import BACKBONES, DEFAULT_INPUT_SIZES, HEADS, KERAS_HEADS, Config, load_config, validate
 from pipeline.core.errors import ConfigError
 from pipeline.core.params_table import markdown_table
 from tests.conftest import ROOT, tool_env
@@ -42,6 +42,33 @@ def test_known_names_are_the_registries() -> None:
 
     assert sorted(BACKBONES) == backbone_names()
     assert sorted(HEADS) == sorted(HEAD_MODULES)
+
+
+def test_keras_heads_are_the_heads_that_save_a_keras_model() -> None:
+    from pipeline.heads import is_keras_head
+
+    assert tuple(head for head in HEADS if is_keras_head(head)) == KERAS_HEADS
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"visualize": {"heads": ["logreg"]}}, "params: visualize.heads[0]: received 'logreg'; allowed: 'dense'"),
+        (
+            {"train": {"heads": ["logreg"]}},
+            "params: visualize.heads: received ['dense']; dense is not in train.heads ['logreg']: add it there or "
+            "remove it from visualize.heads",
+        ),
+    ],
+)
+def test_visualize_heads_are_trained_keras_heads(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        validate(raw)
+    assert str(caught.value) == message
+
+
+def test_visualize_heads_may_be_empty() -> None:
+    assert validate({"train": {"heads": ["logreg"]}, "visualize": {"heads": []}}).visualize.heads == ()
 
 
 @pytest.mark.parametrize(

@@ -58,9 +58,8 @@ def test_head_param_change_recomputes_no_features(project: Path) -> None:
     params["heads"]["logreg"]["C"] = 0.25
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run(["dvc", "repro"], project)
-    # visualize@vgg16-logreg follows its head and only says it skips (logreg is not a Keras head); the report
-    # reads the new metrics
-    ran = ["train@vgg16-logreg", "evaluate@vgg16-logreg", "visualize@vgg16-logreg", "report"]
+    # logreg has no visualize stage (visualize.heads: [dense]); the report reads the new metrics
+    ran = ["train@vgg16-logreg", "evaluate@vgg16-logreg", "report"]
     assert ran_stages(result.stdout) == ran
     assert (store.stat().st_mtime_ns, store.stat().st_ino, store.read_bytes()) == before
 
@@ -88,8 +87,7 @@ def test_store_info_cli(project: Path) -> None:
 
 def test_visualize_stage_renders_image_plots(project: Path) -> None:
     pictures = sorted(str(p.relative_to(project)) for p in (project / "plots" / "vgg16" / "dense").rglob("*.png"))
-    skipped = sorted(p.name for p in (project / "plots" / "vgg16" / "logreg").iterdir())
-    assert skipped == ["skipped.png"]  # logreg is not a Keras head: one PNG saying so
+    assert not (project / "plots" / "vgg16" / "logreg").exists()  # logreg has no picture to draw, no stage
     assert pictures == [
         "plots/vgg16/dense/1_gradcam/gradcam_cat.30.png",
         "plots/vgg16/dense/1_gradcam/gradcam_dog.30.png",

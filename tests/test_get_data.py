@@ -33,6 +33,7 @@ PARAMS = {
     "backbones.vgg16.weights": "none",
     "backbones.vgg16.input_size": 32,
     "train.heads": ["logreg"],
+    "visualize.heads": [],  # logreg has no picture to draw
 }
 
 

@@ -33,7 +33,6 @@ COMMANDS = {
     "store info": ["store", "info", "features/vgg16.h5"],
     "store export": ["store", "export", "features/vgg16.h5", "-f", "npy", "--pooling", "avg"],
     "doctor": ["doctor"],
-    "visualize render logreg (nothing to draw)": ["visualize", "render", "vgg16", "logreg"],
     "params": ["params"],
 }
 
@@ -50,6 +49,7 @@ def project(tmp_path_factory) -> Path:
     params["featurize"]["backbones"] = ["vgg16"]
     params["backbones"]["vgg16"] = {"weights": "none", "input_size": 32}
     params["train"]["heads"] = ["logreg"]
+    params["visualize"]["heads"] = []
     params["heads"]["logreg"]["C"] = 0.1
     params["audit"]["folds"] = 3
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -11,7 +11,7 @@ from conftest import ROOT
 
 from pipeline.core.config import validate
 from pipeline.report.build import build_report
-from pipeline.report.bundle import dvc_template, vega_bundle
+from pipeline.report.bundle import VEGA_LITE_VERSION, bundle_cache_path, dvc_template, vega_bundle
 from pipeline.report.experiments import parse_experiments
 
 
@@ -26,6 +26,24 @@ def test_shipped_dvc_template_inlines_the_bundle_and_no_cdn() -> None:
 def test_bundle_defines_vega_embed() -> None:
     bundle = vega_bundle()
     assert len(bundle) > 500_000 and "vegaEmbed" in bundle and "</script" not in bundle
+
+
+def test_bundle_is_built_once_then_read_from_the_cache(tmp_path: Path, monkeypatch) -> None:
+    """The first report builds the bundle into the cache folder; later ones read it; a damaged file is rebuilt."""
+    import vl_convert
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cached = bundle_cache_path(vl_convert.__version__)
+    vega_bundle.cache_clear()
+    built = vega_bundle()
+    assert cached.read_text(encoding="utf-8") == built == vl_convert.javascript_bundle(vl_version=VEGA_LITE_VERSION)
+    cached.write_text("window.vegaEmbed = 'read from the cache';", encoding="utf-8")
+    vega_bundle.cache_clear()
+    assert vega_bundle() == "window.vegaEmbed = 'read from the cache';"
+    cached.write_text("truncated", encoding="utf-8")
+    vega_bundle.cache_clear()
+    assert vega_bundle() == built and cached.read_text(encoding="utf-8") == built
+    vega_bundle.cache_clear()
 
 
 def test_report_before_anything_is_evaluated(tmp_path: Path) -> None:

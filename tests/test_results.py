@@ -9,6 +9,7 @@ from conftest import sample_images
 from pipeline.heads import TrainingData, get_head
 from pipeline.heads.logreg import C_GRID
 from pipeline.reporting.curve_plots import CurveRecorder, confusion_png
+from pipeline.reporting.metrics import per_class_report
 from pipeline.reporting.progress import Progress
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -82,3 +83,69 @@ def test_split_reports_progress_on_large_inputs(tmp_path, capsys, monkeypatch) -
     split_module.split(images, tmp_path / "split", SplitConfig(train=8, validation=2, test=2))
     lines = capsys.readouterr().err.splitlines()
     assert lines and lines[-1].startswith("split: 24/24 images")
+
+
+@pytest.mark.parametrize(
+    ("classes", "seed", "rows"),
+    [(["cat", "dog"], 0, 200), (["cat", "dog", "horse"], 1, 50), (["a", "b", "c", "d"], 2, 7), (["cat", "dog"], 3, 0)],
+)
+def test_per_class_report_is_scikit_learns_classification_report(classes: list[str], seed: int, rows: int) -> None:
+    """The numpy report prints and returns what classification_report does, classes never seen included."""
+    from sklearn.metrics import classification_report
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, max(len(classes) - 1, 1), rows)  # the last class never is a true label
+    predicted = np.where(rng.random(rows) < 0.7, labels, rng.integers(0, len(classes), rows))
+    per_class, table = per_class_report(labels, predicted, classes)
+    kwargs = {"labels": list(range(len(classes))), "target_names": classes, "zero_division": 0, "digits": 4}
+    if rows:
+        assert table == classification_report(labels, predicted, **kwargs)
+        expected = classification_report(labels, predicted, output_dict=True, **kwargs)
+        assert per_class == {
+            cls: {
+                "precision": round(expected[cls]["precision"], 4),
+                "recall": round(expected[cls]["recall"], 4),
+                "f1": round(expected[cls]["f1-score"], 4),
+                "support": int(expected[cls]["support"]),
+            }
+            for cls in classes
+        }
+    else:
+        assert per_class["cat"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+def test_the_audit_prints_each_step_with_its_seconds_and_the_long_ones_progress(tmp_path, capsys) -> None:
+    """In a log (stderr not a terminal): a line per step with its seconds, and progress lines with rows/s and
+    the count reached for the folds, the neighbor graph and the image checks."""
+    from pipeline.audit.stage import find
+    from pipeline.core.config import AuditConfig
+    from pipeline.store.pooled import PooledRows
+
+    images = sample_images(12)
+    for name, data in images.items():
+        (tmp_path / name).write_bytes(data)
+    rng = np.random.default_rng(0)
+    labels = np.array([name.startswith("dog") for name in images], dtype=np.int64)
+    rows = PooledRows(
+        features=(rng.normal(size=(24, 8)) + labels[:, None]).astype(np.float32),
+        labels=labels,
+        ids=list(images),
+        splits=np.array(["train"] * 24),
+        keys=[f"{i:064x}" for i in range(24)],
+        classes=["cat", "dog"],
+    )
+    seconds: dict[str, float] = {}
+    find(rows, AuditConfig(folds=3, neighbors=3, image_workers=1), seconds, tmp_path, "audit vgg16")
+    lines = capsys.readouterr().err.splitlines()
+    steps = ["out_of_fold", "cleanlab", "neighbors", "flag", "off_class", "image_checks"]
+    assert [line for line in lines if line.endswith(" s") and " s, " not in line] == [
+        f"audit vgg16: {step} {seconds[step]:.1f} s" for step in steps
+    ]
+    assert [line.split(" (")[0] for line in lines if " s, " in line] == [
+        "audit vgg16 out_of_fold: 1/3 folds",
+        "audit vgg16 out_of_fold: 2/3 folds",
+        "audit vgg16 out_of_fold: 3/3 folds",
+        "audit vgg16 neighbors: 24/24 rows",
+        "audit vgg16 image_checks: 24/24 img",
+    ]
+    assert all(" rows/s" in line for line in lines if "neighbors: 24/24" in line)

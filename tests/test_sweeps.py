@@ -37,7 +37,7 @@ def experiments(project: Path) -> list[dict]:
 
 
 def test_a_queue_of_three_C_values_runs_each_without_featurize(tmp_path: Path, sample_zip_40: Path) -> None:
-    overrides = {**TINY_PARAMS, "train.heads": ["logreg"]}
+    overrides = {**TINY_PARAMS, "train.heads": ["logreg"], "visualize.heads": []}
     project = make_project(tmp_path / "project", sample_zip_40, overrides)
     run(["dvc", "repro"], project)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], project)

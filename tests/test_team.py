@@ -14,7 +14,12 @@ pytestmark = pytest.mark.slow
 
 PAGE_CLONE_URL = "https://example.com/team/convnet-feature-store.git"
 RAW = "data/raw/dogs-vs-cats.zip"
-TEAM_PARAMS = {**TINY_PARAMS, "paths.raw": RAW, "train.heads": ["logreg"]}  # logreg: no TensorFlow in train
+TEAM_PARAMS = {
+    **TINY_PARAMS,
+    "paths.raw": RAW,
+    "train.heads": ["logreg"],
+    "visualize.heads": [],
+}  # no TensorFlow in train
 
 
 def team_commands() -> tuple[list[str], list[str]]:

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,10 +53,19 @@ class Findings:
         return sorted((i for i in self.issues if i.type == kind), key=lambda i: (-i.score, i.row))
 
 
-def out_of_fold_probabilities(x: np.ndarray, labels: np.ndarray, folds: int, c: float, seed: int) -> np.ndarray:
-    """Class probabilities of each row from a standardized logistic regression that never saw that row."""
+def out_of_fold_probabilities(
+    x: np.ndarray,
+    labels: np.ndarray,
+    folds: int,
+    c: float,
+    seed: int,
+    done: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Class probabilities of each row from a standardized logistic regression that never saw that row
+    (scikit-learn's cross_val_predict, one fold at a time so that `done(1)` can follow each fit)."""
+    from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -65,8 +75,12 @@ def out_of_fold_probabilities(x: np.ndarray, labels: np.ndarray, folds: int, c: 
             f"audit.folds = {folds} needs at least {folds} images of every class; the smallest class has {smallest}."
         )
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    return cross_val_predict(model, x, labels, cv=cv, method="predict_proba")
+    probabilities = np.empty((len(labels), int(labels.max()) + 1), dtype=np.float64)
+    for train, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, labels):
+        probabilities[held_out] = clone(model).fit(x[train], labels[train]).predict_proba(x[held_out])
+        if done is not None:
+            done(1)
+    return probabilities
 
 
 def label_issues(labels: np.ndarray, probabilities: np.ndarray, filter_by: str) -> list[Issue]:

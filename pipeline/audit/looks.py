@@ -24,7 +24,7 @@ values travel back from the workers, so memory does not grow with the number of 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -96,14 +96,24 @@ def chunks(items: list[Path], size: int) -> Iterable[list[Path]]:
         yield items[start : start + size]
 
 
-def measure(paths: list[Path], workers: int = 0) -> np.ndarray:
-    """(N, len(COLUMNS)) property values; `workers` processes (0: one per CPU), in order."""
+def measure(paths: list[Path], workers: int = 0, done: Callable[[int], None] | None = None) -> np.ndarray:
+    """(N, len(COLUMNS)) property values; `workers` processes (0: one per CPU), in order; `done(n)` after each
+    task of n images."""
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(paths) <= CHUNK:
-        return np.array(properties_of(paths), dtype=np.float64).reshape(len(paths), len(COLUMNS))
+        parts = map(properties_of, chunks(paths, CHUNK))
+        return collect(parts, len(paths), done)
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-        parts = list(pool.map(properties_of, chunks(paths, CHUNK)))
-    return np.array([row for part in parts for row in part], dtype=np.float64).reshape(len(paths), len(COLUMNS))
+        return collect(pool.map(properties_of, chunks(paths, CHUNK)), len(paths), done)
+
+
+def collect(parts: Iterable[list[tuple[float, ...]]], count: int, done: Callable[[int], None] | None) -> np.ndarray:
+    rows: list[tuple[float, ...]] = []
+    for part in parts:
+        rows += part
+        if done is not None:
+            done(len(part))
+    return np.array(rows, dtype=np.float64).reshape(count, len(COLUMNS))
 
 
 def cleanvision_scores(values: np.ndarray, low_information: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:

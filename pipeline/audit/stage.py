@@ -30,6 +30,7 @@ from pipeline.audit.find import (
 )
 from pipeline.audit.looks import image_issues, measure
 from pipeline.core.config import AuditConfig
+from pipeline.reporting.progress import Steps
 from pipeline.store.drop_list import write_drop_list
 from pipeline.store.pooled import PooledRows, load_pooled
 from pipeline.store.similarity import knn_graph, unit_vectors
@@ -46,33 +47,33 @@ class AuditReport:
     out_dir: Path | None = None
 
 
-def find(data: PooledRows, config: AuditConfig, seconds: dict[str, float], images: Path | None = None) -> Findings:
+def find(
+    data: PooledRows, config: AuditConfig, seconds: dict[str, float], images: Path | None = None, desc: str = "audit"
+) -> Findings:
     """Every issue type on the audit's arrays, and the image checks on the files under `images` (None: no image
-    checks); `seconds` receives each step's wall time."""
-    start = time.perf_counter()
-    probabilities = out_of_fold_probabilities(data.features, data.labels, config.folds, config.C, config.seed)
-    seconds["out_of_fold"] = time.perf_counter() - start
-    start = time.perf_counter()
-    issues = label_issues(data.labels, probabilities, config.label_filter)
-    seconds["cleanlab"] = time.perf_counter() - start
-    start = time.perf_counter()
-    vectors = unit_vectors(data.features, "flatten")
-    graph = knn_graph(vectors, config.neighbors)
-    seconds["neighbors"] = time.perf_counter() - start
-    start = time.perf_counter()
-    found_outliers, outlier_cutoff = outliers(graph, config.outlier)
-    found_pairs, pair_cutoff = near_duplicates(graph, data.splits, config.near_duplicate)
-    issues += found_outliers + found_pairs + exact_duplicates(data.keys)
-    seconds["flag"] = time.perf_counter() - start
-    start = time.perf_counter()
-    found_off_class, class_cutoffs = off_class(vectors, data.labels, config.off_class)
-    issues += found_off_class
-    seconds["off_class"] = time.perf_counter() - start
+    checks); `seconds` receives each step's wall time, and each step prints a line with it on stderr (the long
+    ones, the folds, the neighbor graph and the image checks, their progress too)."""
+    steps = Steps(desc, seconds)
+    with steps.step("out_of_fold"), steps.progress("out_of_fold", config.folds, "folds") as bar:
+        probabilities = out_of_fold_probabilities(
+            data.features, data.labels, config.folds, config.C, config.seed, bar.update
+        )
+    with steps.step("cleanlab"):
+        issues = label_issues(data.labels, probabilities, config.label_filter)
+    with steps.step("neighbors"), steps.progress("neighbors", len(data), "rows") as bar:
+        vectors = unit_vectors(data.features, "flatten")
+        graph = knn_graph(vectors, config.neighbors, bar.update)
+    with steps.step("flag"):
+        found_outliers, outlier_cutoff = outliers(graph, config.outlier)
+        found_pairs, pair_cutoff = near_duplicates(graph, data.splits, config.near_duplicate)
+        issues += found_outliers + found_pairs + exact_duplicates(data.keys)
+    with steps.step("off_class"):
+        found_off_class, class_cutoffs = off_class(vectors, data.labels, config.off_class)
+        issues += found_off_class
     if images is not None and config.image_checks:
-        start = time.perf_counter()
-        values = measure([images / row_id for row_id in data.ids], config.image_workers)
-        issues += image_issues(values, config.image_checks, config.low_information)
-        seconds["image_checks"] = time.perf_counter() - start
+        with steps.step("image_checks"), steps.progress("image_checks", len(data), "img") as bar:
+            values = measure([images / row_id for row_id in data.ids], config.image_workers, bar.update)
+            issues += image_issues(values, config.image_checks, config.low_information)
     thresholds = {"outlier_mean_distance": outlier_cutoff, "near_duplicate_distance": pair_cutoff, **class_cutoffs}
     return Findings(issues, probabilities, thresholds)
 
@@ -124,10 +125,11 @@ def write_drops(findings: Findings, data: PooledRows, config: AuditConfig, path:
 def audit(store_path: Path, images: Path, config: AuditConfig, out_dir: Path) -> AuditReport:
     """Audit one backbone's store; images (the split folder) are read only for the contact sheets."""
     seconds: dict[str, float] = {}
-    overall = start = time.perf_counter()
-    data = load_pooled(store_path, config.pooling)
-    seconds["load"] = time.perf_counter() - start
-    findings = find(data, config, seconds, images)
+    steps = Steps(f"audit {store_path.stem}", seconds)
+    overall = time.perf_counter()
+    with steps.step("load"):
+        data = load_pooled(store_path, config.pooling)
+    findings = find(data, config, seconds, images, steps.desc)
     shutil.rmtree(out_dir, ignore_errors=True)
     (out_dir / "plots").mkdir(parents=True)
     write_issues(findings, data, out_dir / "issues.csv")
@@ -136,9 +138,9 @@ def audit(store_path: Path, images: Path, config: AuditConfig, out_dir: Path) ->
     (out_dir / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
     headline = {key: counts[key] for key in HEADLINE_METRICS}
     (out_dir / "metrics.json").write_text(json.dumps(headline, indent=2) + "\n")
-    start = time.perf_counter()
-    write_sheets(findings, data, images, out_dir / "plots", config.sheet_images)
-    seconds["sheets"] = time.perf_counter() - start
-    seconds["map"] = write_map(findings, data, config.map, config.seed, out_dir / "plots" / "map.png")
+    with steps.step("sheets"):
+        write_sheets(findings, data, images, out_dir / "plots", config.sheet_images)
+    with steps.step("map"):
+        write_map(findings, data, config.map, config.seed, out_dir / "plots" / "map.png")
     seconds["total"] = time.perf_counter() - overall
     return AuditReport(len(data), {k: int(v) for k, v in counts.items() if k in ALL_TYPES}, dropped, seconds, out_dir)

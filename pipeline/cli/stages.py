@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.app import DEFAULT_PARAMS, ParamsOption, app
-from pipeline.core.config import load_config
+from pipeline.core.config import Config, load_config
 
 
 class Terminated(KeyboardInterrupt):
@@ -108,6 +108,16 @@ def featurize(
         typer.echo(str(err), err=True)
         raise typer.Exit(interrupt_exit_code(err)) from None
     echo_featurize_report(backbone, report)
+    if report.indexed:
+        write_summary(config, backbone)
+
+
+def write_summary(config: Config, backbone: str) -> None:
+    """metrics/<backbone>/store.json: what the report shows of the store, without opening it."""
+    from pipeline.store.summary import write_store_summary
+
+    path = config.paths.store_summary(backbone)
+    write_store_summary(config.paths.store(backbone), config.paths.weights_record(backbone), path)
 
 
 def echo_featurize_report(backbone: str, report) -> None:

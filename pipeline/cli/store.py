@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.app import DEFAULT_PARAMS, ParamsOption
-from pipeline.cli.stages import echo_featurize_report
+from pipeline.cli.stages import echo_featurize_report, write_summary
 from pipeline.core.config import load_config
 
 store_app = typer.Typer(help="Inspect, check and export feature stores.", no_args_is_help=True)
@@ -24,6 +24,7 @@ def store_merge(backbone: str, params: ParamsOption = DEFAULT_PARAMS) -> None:
         backbone, config.backbone(backbone), config.featurize, config.paths.manifest, config.paths.store(backbone)
     )
     echo_featurize_report(backbone, report)
+    write_summary(config, backbone)
 
 
 @store_app.command("verify")

@@ -106,31 +106,21 @@ def heatmap(
 @visualize_app.command()
 def render(
     backbone: str,
-    head: Annotated[str, typer.Argument(help="A head of train.heads; a non-Keras head (logreg) is skipped.")],
+    head: Annotated[str, typer.Argument(help="A Keras head of visualize.heads, e.g. dense.")],
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Stage visualize: every picture of BACKBONE's trained HEAD into paths.plots/BACKBONE/HEAD/ (for dvc plots)."""
-    from pipeline.heads import is_keras_head
+    from pipeline.core.config import KERAS_HEADS
+    from pipeline.core.errors import ConfigError
 
     config = load_config(params)
-    out_dir = config.paths.plots / backbone / head
-    if not is_keras_head(head):
-        note = f"visualize {backbone}/{head}: skipped, {head} is not a Keras head (the pictures need one: dense)"
-        skip_render(out_dir, note)
-        typer.echo(note)
-        return
+    if head not in KERAS_HEADS:
+        raise ConfigError(
+            f"visualize render: {head} is not a Keras head, so it has no picture to draw (Keras heads: "
+            f"{', '.join(KERAS_HEADS)}; visualize.heads lists the ones the pipeline pictures)"
+        )
     from pipeline.visualize.render import render as run
 
+    out_dir = config.paths.plots / backbone / head
     report = run(backbone, head, config, out_dir)
     typer.echo(f"rendered {len(report.files)} PNGs for {backbone}/{head} in {report.seconds:.1f} s -> {out_dir}")
-
-
-def skip_render(out_dir: Path, note: str) -> None:
-    """The stage's declared plots folder holding one small PNG that says why there is nothing to picture (a file,
-    so that git carries the folder to teammates and `dvc plots show` shows the reason)."""
-    import shutil
-
-    from pipeline.reporting.curve_plots import note_png
-
-    shutil.rmtree(out_dir, ignore_errors=True)
-    note_png(note, out_dir / "skipped.png")

@@ -3,6 +3,7 @@ go to the chunk pool chunk by chunk (pipeline.compute.protocol's contract)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 
 import keras
@@ -35,6 +36,8 @@ class LocalBackend:
         with Progress(len(job.keys), f"featurize {spec.name}", "img") as bar:
             for features, chunk_keys in group_rows(run_model(model, batches, bar), job.keys, config.chunk_rows):
                 job.pool.add(features, chunk_keys, config.storage_dtype)
+        if steady := bar.steady_line():  # the rate without start-up: `python -m pipeline bench` reads it
+            print(steady, file=sys.stderr)
         return shape
 
 

@@ -20,12 +20,14 @@ from pydantic.dataclasses import dataclass
 from pipeline.core.errors import ConfigError
 
 SPLITS = ("train", "validation", "test")
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser when PyYAML has it: 10x faster
 DEFAULT_PARAMS = Path("params.yaml")
 
 # Allowed values. The backbone and head names are the registries' (pipeline/backbones, pipeline/heads; a test
 # checks they agree), spelled out here so validating params never imports TensorFlow.
 BackboneName = Literal["vgg16", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 HeadName = Literal["dense", "logreg"]
+KerasHeadName = Literal["dense"]  # the heads that save a Keras model (visualize stacks it on the conv base)
 ResizeMethod = Literal["bilinear", "nearest", "bicubic", "area"]
 StorageDtype = Literal["float32", "float16"]
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
@@ -57,6 +59,7 @@ ExportFormat = Literal["tflite", "onnx"]
 
 BACKBONES: tuple[str, ...] = get_args(BackboneName)
 HEADS: tuple[str, ...] = get_args(HeadName)
+KERAS_HEADS: tuple[str, ...] = get_args(KerasHeadName)
 RESIZE_METHODS: tuple[str, ...] = get_args(ResizeMethod)
 STORAGE_DTYPES: tuple[str, ...] = get_args(StorageDtype)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -142,6 +145,10 @@ class Paths:
 
     def weights_record(self, backbone: str) -> Path:
         return self.features / f"{backbone}.weights.json"
+
+    def store_summary(self, backbone: str) -> Path:
+        """The store's provenance and rows per split as JSON (featurize writes it; the report reads it)."""
+        return self.metrics / backbone / "store.json"
 
     def head_dir(self, backbone: str, head: str) -> Path:
         return self.models / backbone / head
@@ -398,6 +405,9 @@ def default_filter_layers() -> dict[str, str]:
 class VisualizeConfig:
     """What the visualize stage pictures: activations, filter patterns, Grad-CAM."""
 
+    heads: tuple[KerasHeadName, ...] = Field(
+        ("dense",), description="Keras heads of train.heads to picture (one visualize stage each); [] none"
+    )
     images: Int = Count(1, 0, "first N test images per class")
     ids: tuple[str, ...] = Field((), description="or these manifest ids instead")
     layers: Int = Count(8, 1, "activation grids of the first N conv/pool layers (book: 8)")
@@ -533,7 +543,7 @@ def load_config(path: Path | str = DEFAULT_PARAMS) -> Config:
     if not path.is_file():
         raise ConfigError(f"Params file not found: {path}. Run from the project root or pass --params.")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=SAFE_LOADER) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
     if not isinstance(raw, dict):
@@ -551,7 +561,18 @@ def validate(raw: dict[str, Any], source: str = "params") -> Config:
         problems = [describe_error(error) for error in err.errors()]
         raise ConfigError(f"{source}: " + "\n  ".join(problems if len(problems) == 1 else ["", *problems])) from None
     check_exports(config, source)
+    check_visualized_heads_are_trained(config, source)
     return replace(config, raw=raw)
+
+
+def check_visualized_heads_are_trained(config: Config, source: str) -> None:
+    """visualize.heads pictures trained heads: each entry must be in train.heads too."""
+    untrained = [head for head in config.visualize.heads if head not in config.train.heads]
+    if untrained:
+        raise ConfigError(
+            f"{source}: visualize.heads: received {list(config.visualize.heads)}; {', '.join(untrained)} "
+            f"is not in train.heads {list(config.train.heads)}: add it there or remove it from visualize.heads"
+        )
 
 
 def describe_error(error: dict[str, Any], root: type = Config) -> str:

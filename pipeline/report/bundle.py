@@ -3,8 +3,11 @@ template that makes `dvc plots show` draw its charts from that bundle instead of
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
+
+from pipeline.core.atomic import atomic_file
 
 VEGA_LITE_VERSION = "5.21"  # DVC's plot templates are Vega-Lite v5 specs; the latest v5 vl-convert bundles
 
@@ -34,10 +37,27 @@ DVC_TEMPLATE_TAIL = """
 
 @cache
 def vega_bundle() -> str:
-    """One script defining window.vega, window.vegaLite and window.vegaEmbed (about 0.9 MB, built in seconds)."""
+    """One script defining window.vega, window.vegaLite and window.vegaEmbed (about 0.9 MB). vl-convert builds it
+    in seconds; the same versions always give the same bundle, so it is kept in the user's cache folder and
+    built again only for other versions (or when the cached file does not define vegaEmbed)."""
     import vl_convert
 
-    return vl_convert.javascript_bundle(vl_version=VEGA_LITE_VERSION)
+    cached = bundle_cache_path(vl_convert.__version__)
+    if cached.is_file() and "vegaEmbed" in (text := cached.read_text(encoding="utf-8")):
+        return text
+    bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE_VERSION)
+    try:
+        with atomic_file(cached) as partial:
+            partial.write_text(bundle, encoding="utf-8")
+    except OSError:  # a read-only home: build it each time
+        pass
+    return bundle
+
+
+def bundle_cache_path(vl_convert_version: str) -> Path:
+    """$XDG_CACHE_HOME (or ~/.cache)/convnet-feature-store/vega-bundle-<versions>.js"""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "convnet-feature-store" / f"vega-bundle-vl{VEGA_LITE_VERSION}-vlconvert{vl_convert_version}.js"
 
 
 def script_safe(source: str) -> str:

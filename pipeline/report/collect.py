@@ -1,6 +1,6 @@
 """Read what the other stages wrote (metrics, per-class tables, curves, confusion pairs, mistakes, audit counts,
-split rejects, store provenance, pictures) into plain records for the page. Missing outputs are skipped: the
-report shows what has been computed."""
+split rejects, store provenance, pictures) into plain records for the page. Each is a file the report stage lists
+as a dependency in dvc.yaml. Missing outputs are skipped: the report shows what has been computed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.config import Config
-from pipeline.store.index import FeatureStore
 
 MISTAKES_LISTED = 10  # rows of misclassified.csv shown under the contact sheet
 CSV_ROWS_LISTED = 50  # rows of rejects.csv / converted.csv shown
@@ -182,15 +181,12 @@ def branch(config: Config, backbone: str, head: str) -> Branch | None:
 
 
 def store(config: Config, backbone: str) -> Store | None:
-    path = config.paths.store(backbone)
-    if not path.is_file():
+    """The store as featurize summarized it (metrics/<backbone>/store.json): the report opens no store."""
+    summary = read_json(config.paths.store_summary(backbone))
+    if not summary:
         return None
-    opened = FeatureStore(path)
-    record = read_json(config.paths.weights_record(backbone))
-    attrs = {**opened.attrs, "weights_file_sha256": record.get("sha256")}  # weights stage: the file's sha256
-    attrs = {key: attrs[key] for key in PROVENANCE_KEYS if attrs.get(key) is not None}
-    rows = {name: len(opened.keys(name)) for name in ("train", "validation", "test")}
-    return Store(backbone, path, attrs, rows)
+    attrs = {key: summary["attrs"][key] for key in PROVENANCE_KEYS if summary["attrs"].get(key) is not None}
+    return Store(backbone, Path(summary["path"]), attrs, summary["rows"])
 
 
 def audit(config: Config, backbone: str) -> Audit | None:

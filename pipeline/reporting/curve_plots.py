@@ -111,17 +111,3 @@ def _cells(matrix):
     for row in range(matrix.shape[0]):
         for column in range(matrix.shape[1]):
             yield (row, column), int(matrix[row, column])
-
-
-def note_png(text: str, path: Path) -> Path:
-    """A small PNG holding one line of text: a plot's place when there is nothing to draw. Drawn with Pillow's
-    own font (a few milliseconds; matplotlib would take most of a second to import)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default()
-    left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=font)
-    image = Image.new("RGB", (right - left + 20, bottom - top + 20), "white")
-    ImageDraw.Draw(image).text((10 - left, 10 - top), text, fill="black", font=font)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG")
-    return path

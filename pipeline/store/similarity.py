@@ -6,6 +6,7 @@ the full k-nearest-neighbor graph of 25,000 rows costs seconds on a CPU and need
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,15 @@ def unit_vectors(features: np.ndarray, pooling: str = "avg") -> np.ndarray:
     return vectors / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
-def nearest(queries: np.ndarray, rows: np.ndarray, k: int, exclude: np.ndarray | None = None) -> Neighbors:
-    """The k rows nearest each query (all unit vectors); `exclude[i]` is a row index query i must not get."""
+def nearest(
+    queries: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    exclude: np.ndarray | None = None,
+    done: Callable[[int], None] | None = None,
+) -> Neighbors:
+    """The k rows nearest each query (all unit vectors); `exclude[i]` is a row index query i must not get;
+    `done(n)` after each block of n queries."""
     k = min(k, len(rows) - (exclude is not None))
     if k < 1:
         needed = 1 + (exclude is not None)
@@ -48,10 +56,13 @@ def nearest(queries: np.ndarray, rows: np.ndarray, k: int, exclude: np.ndarray |
         order = np.argsort(-top_similarity, axis=1, kind="stable")
         indices[start:stop] = np.take_along_axis(top, order, axis=1)
         distances[start:stop] = 1.0 - np.take_along_axis(top_similarity, order, axis=1)
+        if done is not None:
+            done(stop - start)
     np.clip(distances, 0.0, 2.0, out=distances)  # rounding can put identical vectors a hair below 0
     return Neighbors(indices, distances)
 
 
-def knn_graph(vectors: np.ndarray, k: int) -> Neighbors:
-    """Every row's k nearest other rows (a row is never its own neighbor; its exact copies are, at 0)."""
-    return nearest(vectors, vectors, k, exclude=np.arange(len(vectors)))
+def knn_graph(vectors: np.ndarray, k: int, done: Callable[[int], None] | None = None) -> Neighbors:
+    """Every row's k nearest other rows (a row is never its own neighbor; its exact copies are, at 0); `done`
+    is called with each block's row count as it finishes."""
+    return nearest(vectors, vectors, k, exclude=np.arange(len(vectors)), done=done)

@@ -4,7 +4,8 @@ On one featurized project (the current folder, or a scratch copy whose split rep
 times under new names, so the store's index lists that many rows without a feature computed), it times:
 
 (a) `dvc exp run -S <param>=<value>` (default heads.logreg.C=0.1), end to end (DVC's status, then the
-    train, evaluate and visualize stages the param reruns);
+    stages the param reruns: the head's train and evaluate, its visualize stage if it is in visualize.heads,
+    and the report);
 (b) `python -m pipeline train` + `evaluate` by hand;
 (c) a plain script that loads `store export --pooling avg`'s .npy files and fits the same standardized
     LogisticRegression (C, max_iter 1000), then scores the test split: the peer a user compares with.
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from pipeline.core.config import KERAS_HEADS
 from pipeline.core.errors import InputError
 
 PEER = """
@@ -50,6 +52,7 @@ MEASURE = (
     "print(f'peak_rss_kib={usage.ru_maxrss} cpu_s={usage.ru_utime + usage.ru_stime}', file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
+SPLIT_RECORDS = ("counts.json", "rejects.csv", "converted.csv")
 PROJECT_FILES = (
     "pipeline",
     "dvc.yaml",
@@ -57,6 +60,7 @@ PROJECT_FILES = (
     ".dvc/config",
     ".dvcignore",
     "pyproject.toml",
+    "plots/README.md",  # the report depends on the pictures folder, which a logreg-only scratch never fills
     ".gitignore",
     "weights",
 )
@@ -112,6 +116,7 @@ def repeated_project(project: Path, repeat: int, backbone: str, head: str, scrat
     (scratch / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     params["featurize"]["backbones"] = [backbone]
     params["train"]["heads"] = [head]
+    params["visualize"]["heads"] = [head] if head in KERAS_HEADS else []  # visualize pictures trained Keras heads
     (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repeat_split(project / paths["split"], scratch / paths["split"], repeat)
     chunks = f"{backbone}.chunks"
@@ -155,6 +160,9 @@ def repeat_split(source: Path, target: Path, repeat: int) -> None:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(out)
+    for name in SPLIT_RECORDS:  # the report's deps: the split's counts and lists, as the split stage wrote them
+        if (source / name).is_file():
+            shutil.copy2(source / name, target / name)
 
 
 def bench_heads(project: Path, backbone: str, head: str, setting: str, c: float, repeat: int) -> list[str]:
