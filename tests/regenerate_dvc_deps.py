@@ -8,9 +8,13 @@ the closure is listed as the folder (`pipeline/cli`), so dvc.yaml stays readable
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 
-from tests.conftest import ROOT
-from tests.test_dvc_deps import STAGES, command_closure
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # conftest imports its neighbours as pytest lets it
+
+from tests.conftest import ROOT  # noqa: E402
+from tests.test_dvc_deps import STAGES, command_closure  # noqa: E402
 
 DVC_YAML = ROOT / "dvc.yaml"
 STAGE_LINE = re.compile(r"^  (\w[\w-]*):\s*$")
