@@ -54,6 +54,14 @@ def project(tmp_path_factory) -> Path:
     params["audit"]["folds"] = 3
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "raw.zip").write_bytes(b"")
+    # evaluate needs a trained head whichever worker or order runs it: train it here, not in another test
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", "train", "vgg16", "logreg"],
+        cwd=root,
+        env=tool_env(),
+        check=True,
+        timeout=300,
+    )
     return root
 
 
