@@ -72,3 +72,25 @@ def test_store_info_does_not_import_tensorflow(tmp_path: Path) -> None:
     code, tensorflow, keras, in_process = result.stdout.split()
     print(f"store info on a missing file: {seconds:.2f} s (in process {in_process} s)")
     assert (code, tensorflow, keras) == ("2", "False", "False"), result.stderr
+
+
+def test_a_sigterm_swallowed_by_a_finalizer_still_stops_the_work() -> None:
+    """A signal can land inside a finalizer (TensorFlow's Executor.__del__ did, in featurize), where Python prints
+    `Exception ignored` and goes on: the handler's exception is noted, and the work's next check raises it."""
+    import os
+    import signal
+
+    from pipeline.cli.stages import Terminated, sigterm_as_interrupt
+    from pipeline.core.errors import raise_pending_interrupt
+
+    class SignalledWhileFinalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # the handler runs here, inside __del__, and its Terminated is ignored
+
+    with sigterm_as_interrupt():
+        SignalledWhileFinalized()  # unreferenced at once: __del__ runs now
+        with pytest.raises(Terminated):
+            raise_pending_interrupt()
+        raise_pending_interrupt()  # raised once, then forgotten
+    raise_pending_interrupt()

@@ -13,6 +13,7 @@ import typer
 
 from pipeline.cli.app import DEFAULT_PARAMS, ParamsOption, app
 from pipeline.core.config import Config, load_config
+from pipeline.core.errors import forget_interrupts, note_interrupt
 
 
 class Terminated(KeyboardInterrupt):
@@ -21,16 +22,31 @@ class Terminated(KeyboardInterrupt):
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """While the block runs, SIGTERM (a scheduler, `kill`, a CI timeout) raises Terminated."""
+    """While the block runs, SIGTERM (a scheduler, `kill`, a CI timeout) raises Terminated and Ctrl-C
+    KeyboardInterrupt; each is also noted, so that one raised where Python ignores it (inside a finalizer) still
+    stops the work at its next check (`raise_pending_interrupt`)."""
 
     def raise_terminated(signum: int, frame: object) -> None:
-        raise Terminated(f"signal {signum}")
+        err = Terminated(f"signal {signum}")
+        note_interrupt(err)
+        raise err
 
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    def raise_keyboard_interrupt(signum: int, frame: object) -> None:
+        err = KeyboardInterrupt()
+        note_interrupt(err)
+        raise err
+
+    previous_term = signal.signal(signal.SIGTERM, raise_terminated)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, raise_keyboard_interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
+        forget_interrupts()
 
 
 def interrupt_exit_code(err: BaseException) -> int:

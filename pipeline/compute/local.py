@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.compute.protocol import ComputeJob
-from pipeline.core.errors import StoreError
+from pipeline.core.errors import StoreError, raise_pending_interrupt
 from pipeline.images.decode import image_batches
 from pipeline.reporting.progress import Progress
 
@@ -47,6 +47,7 @@ def run_model(model: keras.Model, batches: tf.data.Dataset, bar: Progress) -> It
     infer: Callable = tf.function(lambda x: model(x, training=False), input_signature=signature)
     for batch in batches:
         features = tf.cast(infer(batch), tf.float32).numpy()
+        raise_pending_interrupt()  # a signal whose exception landed in a finalizer, where Python ignores it
         bar.update(len(features))
         yield features
 

@@ -84,6 +84,28 @@ class DownloadError(PipelineError, RuntimeError):
     """The raw data cannot be downloaded, or the download is broken; the message gives the steps by hand."""
 
 
+_pending_interrupts: list[BaseException] = []
+
+
+def note_interrupt(err: BaseException) -> None:
+    """Remember the exception a signal handler is about to raise. Python ignores an exception raised inside a
+    finalizer (`__del__`, a weakref callback), and a signal can land there: the work then checks in again with
+    `raise_pending_interrupt`."""
+    _pending_interrupts.append(err)
+
+
+def raise_pending_interrupt() -> None:
+    """Raise the interrupt a signal handler raised, if it has not stopped the work yet (see `note_interrupt`)."""
+    if _pending_interrupts:
+        err = _pending_interrupts[-1]
+        _pending_interrupts.clear()
+        raise err
+
+
+def forget_interrupts() -> None:
+    _pending_interrupts.clear()
+
+
 def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "no")
 
