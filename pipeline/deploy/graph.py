@@ -21,6 +21,7 @@ from pipeline.compute.conv_base import conv_base_of_store
 from pipeline.core.config import BackboneConfig
 from pipeline.core.errors import InputError
 from pipeline.heads import get_head, load_head
+from pipeline.heads.dense import GLOBAL_POOLS
 from pipeline.heads.logreg import LogRegHead
 
 
@@ -114,11 +115,9 @@ def dense_head_graph(x: keras.KerasTensor, head_model: keras.Model) -> keras.Ker
 
 
 def pooling_layer(pooling: str) -> keras.Layer:
-    """The Keras layer that pools a map as a head's `pooling` does (avg, max, flatten)."""
-    if pooling == "avg":
-        return layers.GlobalAveragePooling2D(name="pool")
-    if pooling == "max":
-        return layers.GlobalMaxPooling2D(name="pool")
+    """The Keras layer that pools a map as a head's `pooling` does (avg, max: the dense head's own layers; flatten)."""
+    if pooling in GLOBAL_POOLS:
+        return GLOBAL_POOLS[pooling](name="pool")
     return layers.Flatten(name="flatten")
 
 
