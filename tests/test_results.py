@@ -10,7 +10,7 @@ from pipeline.heads import TrainingData, get_head
 from pipeline.heads.logreg import C_GRID
 from pipeline.reporting.curve_plots import CurveRecorder, confusion_png
 from pipeline.reporting.metrics import per_class_report
-from pipeline.reporting.progress import Progress
+from pipeline.reporting.progress import Progress, Steps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -135,7 +135,7 @@ def test_the_audit_prints_each_step_with_its_seconds_and_the_long_ones_progress(
         classes=["cat", "dog"],
     )
     seconds: dict[str, float] = {}
-    find(rows, AuditConfig(folds=3, neighbors=3, image_workers=1), seconds, tmp_path, "audit vgg16")
+    find(rows, AuditConfig(folds=3, neighbors=3, image_workers=1), Steps("audit vgg16", seconds), tmp_path)
     lines = capsys.readouterr().err.splitlines()
     steps = ["out_of_fold", "cleanlab", "neighbors", "flag", "off_class", "image_checks"]
     assert [line for line in lines if line.endswith(" s") and " s, " not in line] == [

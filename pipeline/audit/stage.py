@@ -47,13 +47,10 @@ class AuditReport:
     out_dir: Path | None = None
 
 
-def find(
-    data: PooledRows, config: AuditConfig, seconds: dict[str, float], images: Path | None = None, desc: str = "audit"
-) -> Findings:
+def find(data: PooledRows, config: AuditConfig, steps: Steps, images: Path | None = None) -> Findings:
     """Every issue type on the audit's arrays, and the image checks on the files under `images` (None: no image
-    checks); `seconds` receives each step's wall time, and each step prints a line with it on stderr (the long
-    ones, the folds, the neighbor graph and the image checks, their progress too)."""
-    steps = Steps(desc, seconds)
+    checks); `steps.seconds` receives each step's wall time, and each step prints a line with it on stderr (the
+    long ones, the folds, the neighbor graph and the image checks, their progress too)."""
     with steps.step("out_of_fold"), steps.progress("out_of_fold", config.folds, "folds") as bar:
         probabilities = out_of_fold_probabilities(
             data.features, data.labels, config.folds, config.C, config.seed, bar.update
@@ -129,7 +126,7 @@ def audit(store_path: Path, images: Path, config: AuditConfig, out_dir: Path) ->
     overall = time.perf_counter()
     with steps.step("load"):
         data = load_pooled(store_path, config.pooling)
-    findings = find(data, config, seconds, images, steps.desc)
+    findings = find(data, config, steps, images)
     shutil.rmtree(out_dir, ignore_errors=True)
     (out_dir / "plots").mkdir(parents=True)
     write_issues(findings, data, out_dir / "issues.csv")

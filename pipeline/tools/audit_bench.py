@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.config import AuditConfig
+from pipeline.reporting.progress import Steps
 from pipeline.store.pooled import PooledRows, load_pooled
 
 NOISE = 0.01
@@ -66,7 +67,7 @@ def timed_audit(store: Path, images: Path | None, rows: int, config: AuditConfig
     data = grown(parts, rows, config.seed)
     del parts
     seconds["load"] = time.perf_counter() - start
-    findings = find(data, config, seconds, images)
+    findings = find(data, config, Steps("audit", seconds), images)
     with tempfile.TemporaryDirectory() as scratch:
         if images is not None:
             start = time.perf_counter()
