@@ -103,7 +103,7 @@ def evaluate(
     store_path: Path, head: str, head_dir: Path, out_dir: Path, split: str = "test", split_dir: Path | None = None
 ) -> Evaluation:
     """Score the trained head on one split of the store; write metrics.json, per_class.csv, the confusion plot,
-        misclassified.csv and, given the split folder holding the images, plots/misclassified.png. A head that pools
+    misclassified.csv and, given the split folder holding the images, plots/misclassified.png. A head that pools
     avg or max reads the pooled view; flatten streams the maps chunk by chunk."""
     store = FeatureStore(store_path)
     model = load_head(head, head_dir)

@@ -11,15 +11,13 @@ from typing import Any
 from pipeline.core.atomic import atomic_file
 from pipeline.store.index import FeatureStore
 
-SPLIT_NAMES = ("train", "validation", "test")
-
 
 def store_summary(store_path: Path, weights_record: Path) -> dict[str, Any]:
     """{path, attrs, rows}: the index's attributes (the weights file's sha256 added) and each split's row count."""
     store = FeatureStore(store_path)
     record = json.loads(weights_record.read_text()) if weights_record.is_file() else {}
     attrs = {**store.attrs, "weights_file_sha256": record.get("sha256")}
-    rows = {name: len(store.keys(name)) for name in SPLIT_NAMES if name in store.splits}
+    rows = {name: len(store.keys(name)) for name in store.splits}
     return {"path": str(store_path), "attrs": attrs, "rows": rows}
 
 
