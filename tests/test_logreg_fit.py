@@ -9,6 +9,8 @@ Measured tolerance: on these rows our coefficients and intercepts differ from sc
 float32 standardized ones) they differ by about 1e-7; the tests allow 1e-5.
 """
 
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,8 +21,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.core.errors import StoreError
+from pipeline.core.errors import InputError, StoreError
 from pipeline.heads import TrainingData, get_head, load_head
+from pipeline.heads import logreg as logreg_module
 from pipeline.heads import row_blocks as row_blocks_module
 from pipeline.heads.logistic import fit_logistic
 from pipeline.heads.row_blocks import ArrayRows, standardization
@@ -126,6 +129,24 @@ def test_a_damaged_chunk_stops_the_streamed_fit_and_leaves_no_scratch(store: Pat
     with pytest.raises(StoreError, match=fletcher32):
         train(store, "logreg", params, 0, models / "again", None)
     assert sorted(p.name for p in models.iterdir()) == ["logreg"]  # no .logreg-scratch-* left beside it
+
+
+def test_a_streamed_fit_without_disk_room_for_its_scratch_says_so(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk with 0.1 MB free (the figure shutil reports: filling a real disk is not a test's to do)."""
+    free = shutil.disk_usage(tmp_path)._replace(free=100_000)
+    monkeypatch.setattr(logreg_module.shutil, "disk_usage", lambda path: free)
+    models = tmp_path / "models"
+    with pytest.raises(InputError) as raised:
+        train(store, "logreg", {"pooling": "flatten", "C": 0.1}, 0, models / "logreg", None)
+    assert re.fullmatch(
+        rf"logreg with pooling flatten writes its 390 flattened rows \(0\.4 MB\) to scratch files in "
+        rf"{re.escape(str(models))}/\.logreg-scratch-\w+, which has 0\.1 MB free\. Free some space there, or set "
+        r"heads\.logreg\.pooling to avg or max\.",
+        str(raised.value),
+    ), str(raised.value)
+    assert list(models.iterdir()) == []
 
 
 # A child process: train logreg (flatten) on the store; print its peak RSS (VmHWM) over its RSS before training.

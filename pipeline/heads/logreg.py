@@ -9,6 +9,7 @@ back a block at a time by every evaluation of the loss, so memory does not grow 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -94,6 +95,20 @@ def flat_rows(x: Rows, scratch: Path, name: str, pooling: str) -> RowBlocks:
     return ArrayRows(pool(x, pooling))
 
 
+def check_scratch_room(data: TrainingData, scratch: Path) -> None:
+    """Refuse to start a streamed fit whose scratch files (the flattened train and validation rows, float32)
+    would not fit on the disk of `scratch`."""
+    rows = sum(len(x) for x in (data.x_train, data.x_val) if is_stream(x))
+    needed = rows * 4 * int(np.prod(data.map_shape))
+    free = shutil.disk_usage(scratch).free
+    if needed > free:
+        raise InputError(
+            f"logreg with pooling flatten writes its {rows} flattened rows ({needed / 1e6:,.1f} MB) to scratch "
+            f"files in {scratch}, which has {free / 1e6:,.1f} MB free. Free some space there, or set "
+            "heads.logreg.pooling to avg or max."
+        )
+
+
 class LogRegHeadBuilder:
     file_suffix = ".npz"
     curve_x = CURVE_X
@@ -109,6 +124,7 @@ class LogRegHeadBuilder:
         n_classes = len(data.classes)
         candidates = C_GRID if p["C"] == "auto" else (float(p["C"]),)
         with TemporaryDirectory(prefix=".logreg-scratch-", dir=data.scratch_dir) as scratch:
+            check_scratch_room(data, Path(scratch))
             raw_train = flat_rows(data.x_train, Path(scratch), "train", pooling)
             mean, scale = standardization(raw_train, p["standardize"])
             train = raw_train.standardized(mean, scale)

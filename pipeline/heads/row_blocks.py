@@ -69,15 +69,16 @@ class FileRows:
     def __init__(self, path: Path, n_rows: int, width: int, block_rows: int | None = None) -> None:
         self.path, self.n_rows, self.width = path, n_rows, width
         self.block_rows = block_rows or rows_per_block(width)
+        self.buffer = np.empty((min(self.block_rows, max(n_rows, 1)), width), dtype=np.float32)
 
     def __len__(self) -> int:
         return self.n_rows
 
     def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
-        buffer = np.empty((min(self.block_rows, max(self.n_rows, 1)), self.width), dtype=np.float32)
+        """Each block is read into the same buffer: one pass at a time."""
         with open(self.path, "rb", buffering=0) as handle:
             for first in range(0, self.n_rows, self.block_rows):
-                block = buffer[: min(self.block_rows, self.n_rows - first)]
+                block = self.buffer[: min(self.block_rows, self.n_rows - first)]
                 read_exactly(handle, block, self.path)
                 yield first, block
 
