@@ -80,6 +80,11 @@ def test_the_fit_is_scikit_learns_logistic_regression_on_the_same_rows(n_classes
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_the_block_size_does_not_change_the_fit(n_classes: int) -> None:
     x, y = overlapping(301, 16, n_classes, seed=5)
+    scaler = StandardScaler().fit(x)
+    for block_rows in (len(x), 7):  # the statistics, merged over blocks of 7 rows, are StandardScaler's
+        mean, scale = standardization(ArrayRows(x, block_rows), True)
+        np.testing.assert_allclose(mean, scaler.mean_, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(scale, scaler.scale_, rtol=1e-12)
     rows = standardized_rows(x)
     whole = fit_logistic(ArrayRows(rows, block_rows=len(rows)), y, n_classes, 1.0, 1000)
     blocks = fit_logistic(ArrayRows(rows, block_rows=7), y, n_classes, 1.0, 1000)
