@@ -160,11 +160,10 @@ RSS_PROBE = textwrap.dedent(
     import sys
     from pathlib import Path
     import pipeline.heads.logistic, pipeline.heads.logreg
-    from pipeline.heads import get_head, row_blocks
+    from pipeline.heads import get_head
     from pipeline.stages.train import train, training_data
     from pipeline.store.index import FeatureStore
 
-    row_blocks.BLOCK_BYTES = 1 << 20
     store, mode, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     params = {"pooling": "flatten", "C": 1.0, "max_iter": 50}
     def status_kb(key):  # this process's own figures (getrusage's maxrss would include what the parent held)
