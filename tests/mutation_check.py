@@ -97,15 +97,15 @@ MUTATIONS = [
     Mutation(
         "logreg keeps the C of the worst validation accuracy",
         "pipeline/heads/logreg.py",
-        "head = max(fits, key=lambda h: (accuracies[h.C], -h.C))",
-        "head = min(fits, key=lambda h: (accuracies[h.C], -h.C))",
+        "head = max(heads, key=lambda h: (accuracies[h.C], -h.C))",
+        "head = min(heads, key=lambda h: (accuracies[h.C], -h.C))",
         ("tests/test_results.py::test_logreg_curve_is_validation_accuracy_against_every_c_tried",),
     ),
     Mutation(
         "logreg's curves log train accuracy as validation and back",
         "pipeline/heads/logreg.py",
-        '("", data.x_train, data.y_train), ("val_", data.x_val, data.y_val)',
-        '("val_", data.x_train, data.y_train), ("", data.x_val, data.y_val)',
+        "log_fit_quality(live, c, train_quality, val_quality)",
+        "log_fit_quality(live, c, val_quality, train_quality)",
         ("tests/test_results.py::test_logreg_curve_is_validation_accuracy_against_every_c_tried",),
     ),
     Mutation(
@@ -114,6 +114,27 @@ MUTATIONS = [
         "return np.stack([1.0 - positive, positive], axis=1)",
         "return np.stack([positive, 1.0 - positive], axis=1)",
         ("tests/test_heads.py::test_head_learns_saves_and_loads[logreg-2]",),
+    ),
+    Mutation(
+        "logreg's L2 penalty is not scaled by the rows (scikit-learn's C * sum of losses)",
+        "pipeline/heads/logistic.py",
+        "self.l2 = 1.0 / (C * len(rows))",
+        "self.l2 = 1.0 / C",
+        ("tests/test_logreg_fit.py::test_the_fit_is_scikit_learns_logistic_regression_on_the_same_rows",),
+    ),
+    Mutation(
+        "logreg's standardization forgets the spread between blocks' means",
+        "pipeline/heads/row_blocks.py",
+        "squares += block_squares + delta**2 * (count * n / total)",
+        "squares += block_squares",
+        ("tests/test_logreg_fit.py::test_the_block_size_does_not_change_the_fit",),
+    ),
+    Mutation(
+        "a streamed logreg writes each block's rows at the start of the scratch file",
+        "pipeline/heads/row_blocks.py",
+        "int(block.order[start]) * row_bytes",
+        "start * row_bytes",
+        ("tests/test_logreg_fit.py::test_a_streamed_flatten_fit_is_the_in_memory_fit",),
     ),
     Mutation(
         "extract's stream no longer counts what it writes",

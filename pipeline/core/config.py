@@ -275,7 +275,7 @@ class DenseHeadConfig:
 
 @dataclass(config=SCHEMA)
 class LogRegHeadConfig:
-    """heads.logreg: scikit-learn LogisticRegression on pooled features."""
+    """heads.logreg: a logistic regression (scikit-learn's objective, fitted by L-BFGS-B) on pooled or flat maps."""
 
     pooling: Pooling = Field("auto", description="auto | flatten | avg | max")
     C: float | str = Field("auto", description="auto: the best of 0.001..10 on validation; or a number > 0")

@@ -42,7 +42,8 @@ Rows = np.ndarray | RowStream
 class TrainingData:
     """Train and validation rows: feature maps (arrays, or a RowStream for a head that streams), or vectors already
     pooled the way the head pools (the store's pooled view); `feature_shape` is the maps' shape either way
-    (empty: that of x_train)."""
+    (empty: that of x_train); `scratch_dir` is where a head may write temporary files (None: the system's
+    temporary folder)."""
 
     x_train: Rows
     y_train: np.ndarray
@@ -51,6 +52,7 @@ class TrainingData:
     classes: list[str]
     default_pooling: str
     feature_shape: tuple[int, ...] = ()
+    scratch_dir: Path | None = None
 
     @property
     def map_shape(self) -> tuple[int, ...]:
@@ -79,7 +81,7 @@ class Head(Protocol):
 class HeadBuilder(Protocol):
     file_suffix: str
     curve_x: str  # the x axis of its learning curves: epoch, or e.g. log10_C for a search over C
-    streams: bool  # fit takes RowStreams of maps (flatten) instead of arrays: memory bounded by a chunk
+    streams: bool  # fit takes RowStreams of maps (flatten) instead of arrays: memory bounded by a chunk or block
 
     def fit(self, data: TrainingData, params: dict[str, Any], seed: int, live: Any) -> Head: ...
 

@@ -1,16 +1,25 @@
-"""A scikit-learn logistic-regression baseline, saved as plain arrays (npz) and loaded without unpickling."""
+"""A logistic-regression baseline (scikit-learn's LogisticRegression objective, fitted by pipeline.heads.logistic),
+saved as plain arrays (npz) and loaded without unpickling; predicting needs numpy only.
+
+Pooled rows (avg, max) are fitted in memory. Flatten maps come as a stream: written once to a scratch file (in a
+temporary folder in `TrainingData.scratch_dir`, removed afterwards, on errors too), standardized there, and read
+back a block at a time by every evaluation of the loss, so memory does not grow with the rows.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import numpy as np
 
 from pipeline.core.errors import InputError
-from pipeline.heads.base import TrainingData, head_params
+from pipeline.heads.base import Rows, TrainingData, head_params, is_stream
 from pipeline.heads.pooling import pool, resolve_pooling
+from pipeline.heads.row_blocks import ArrayRows, RowBlocks, spill_stream, standardization
 from pipeline.reporting.metrics import log_epoch, score
 from pipeline.reporting.progress import Progress
 
@@ -52,59 +61,89 @@ class LogRegHead:
             )
 
 
-def log_fit_quality(live: Any, head: LogRegHead, data: TrainingData) -> None:
-    """One step of the curves per C tried (x: log10 C): accuracy and loss on train and validation."""
-    live.log_metric(CURVE_X, float(np.log10(head.C)))
-    logs = {}
-    for prefix, x, y in (("", data.x_train, data.y_train), ("val_", data.x_val, data.y_val)):
-        result = score(head.predict_proba(x), y, len(data.classes))  # the test metrics' own arithmetic
-        logs |= {f"{prefix}accuracy": result.accuracy, f"{prefix}loss": result.loss}
-    log_epoch(live, logs)
-
-
-def standardization(x: np.ndarray, enabled: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and standard deviation of the train split (constant features keep scale 1)."""
-    if not enabled:
-        return np.zeros(x.shape[1]), np.ones(x.shape[1])
-    scale = x.std(axis=0)
-    scale[scale < 10 * np.finfo(scale.dtype).eps] = 1.0
-    return x.mean(axis=0), scale
-
-
-def fit_one(
-    x: np.ndarray, y: np.ndarray, c: float, max_iter: int, seed: int, mean: np.ndarray, scale: np.ndarray, pooling: str
-) -> LogRegHead:
-    from sklearn.linear_model import LogisticRegression  # here: loading a head for evaluate/predict needs numpy only
-
-    model = LogisticRegression(C=c, max_iter=max_iter, random_state=seed).fit((x - mean) / scale, y)
-    return LogRegHead(model.coef_, model.intercept_, mean, scale, pooling, c)
-
-
 def validation_accuracy(head: LogRegHead, data: TrainingData) -> float:
+    """The head's accuracy on validation rows held as an array."""
     return float((head.predict_proba(data.x_val).argmax(axis=1) == data.y_val).mean())
+
+
+def standardized_probabilities(head: LogRegHead, rows: RowBlocks) -> np.ndarray:
+    """The head's class probabilities of rows already standardized by its mean and scale, block by block."""
+    plain = LogRegHead(head.coef, head.intercept, np.zeros(1), np.ones(1), "flatten", head.C)
+    return np.concatenate([plain.predict_proba(block) for _, block in rows.blocks()] or [np.zeros((0, 2))])
+
+
+def quality(head: LogRegHead, rows: RowBlocks, labels: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy (the test metrics' own arithmetic) on standardized rows."""
+    result = score(standardized_probabilities(head, rows), labels, n_classes)
+    return result.accuracy, result.loss
+
+
+def log_fit_quality(live: Any, c: float, train: tuple[float, float], validation: tuple[float, float]) -> None:
+    """One step of the curves per C tried (x: log10 C): accuracy and loss on train and validation."""
+    live.log_metric(CURVE_X, float(np.log10(c)))
+    log_epoch(
+        live,
+        {"accuracy": train[0], "loss": train[1], "val_accuracy": validation[0], "val_loss": validation[1]},
+    )
+
+
+def flat_rows(x: Rows, scratch: Path, name: str, pooling: str) -> RowBlocks:
+    """The rows a linear head fits on, (n, d): pooled arrays stay in memory; a stream of maps (flatten) is
+    written once, flattened, to a scratch file under `scratch`."""
+    if is_stream(x):
+        return spill_stream(x, scratch / f"{name}.f32")
+    return ArrayRows(pool(x, pooling))
+
+
+def check_scratch_room(data: TrainingData, scratch: Path) -> None:
+    """Refuse to start a streamed fit whose scratch files (the flattened train and validation rows, float32)
+    would not fit on the disk of `scratch`."""
+    rows = sum(len(x) for x in (data.x_train, data.x_val) if is_stream(x))
+    needed = rows * 4 * int(np.prod(data.map_shape))
+    free = shutil.disk_usage(scratch).free
+    if needed > free:
+        raise InputError(
+            f"logreg with pooling flatten writes its {rows} flattened rows ({needed / 1e6:,.1f} MB) to scratch "
+            f"files in {scratch}, which has {free / 1e6:,.1f} MB free. Free some space there, or set "
+            "heads.logreg.pooling to avg or max."
+        )
 
 
 class LogRegHeadBuilder:
     file_suffix = ".npz"
     curve_x = CURVE_X
-    streams = False  # scikit-learn's solver holds the rows: flatten rows are read into memory
+    streams = True  # flatten maps come as a stream, spilled once to a scratch file read block by block
 
     def fit(self, data: TrainingData, params: dict[str, Any], seed: int, live: Any) -> LogRegHead:
+        """Fit at C (or at each C of C_GRID, keeping the best on validation: ties go to the smaller C); `seed`
+        is unused (L-BFGS-B starts from zeros)."""
+        from pipeline.heads.logistic import fit_logistic  # here: loading a head for evaluate/predict needs numpy
+
         p = head_params("logreg", params)
         pooling = resolve_pooling(p["pooling"], data.default_pooling)
-        x_train = pool(data.x_train, pooling)
-        mean, scale = standardization(x_train, p["standardize"])
+        n_classes = len(data.classes)
         candidates = C_GRID if p["C"] == "auto" else (float(p["C"]),)
-        fits, accuracies = [], {}
-        with Progress(len(candidates), f"train logreg ({len(x_train)} rows)", "C", enabled=len(candidates) > 1) as bar:
-            for c in candidates:
-                fits.append(fit_one(x_train, data.y_train, c, p["max_iter"], seed, mean, scale, pooling))
-                accuracies[c] = validation_accuracy(fits[-1], data)
-                bar.update(1, f"C {c:g}: val_accuracy {accuracies[c]:.4f}")
-        head = max(fits, key=lambda h: (accuracies[h.C], -h.C))  # ties: the stronger regularization
+        with TemporaryDirectory(prefix=".logreg-scratch-", dir=data.scratch_dir) as scratch:
+            check_scratch_room(data, Path(scratch))
+            raw_train = flat_rows(data.x_train, Path(scratch), "train", pooling)
+            mean, scale = standardization(raw_train, p["standardize"])
+            train = raw_train.standardized(mean, scale)
+            validation = flat_rows(data.x_val, Path(scratch), "validation", pooling).standardized(mean, scale)
+            heads, accuracies, curves = [], {}, []
+            title = f"train logreg ({len(train)} rows)"
+            with Progress(len(candidates), title, "C", enabled=len(candidates) > 1) as bar:
+                for c in candidates:
+                    fitted = fit_logistic(train, data.y_train, n_classes, c, p["max_iter"])
+                    heads.append(LogRegHead(fitted.coef, fitted.intercept, mean, scale, pooling, c))
+                    val = quality(heads[-1], validation, data.y_val, n_classes)
+                    accuracies[c] = val[0]
+                    if live is not None:
+                        curves.append((c, quality(heads[-1], train, data.y_train, n_classes), val))
+                    bar.update(1, f"C {c:g}: val_accuracy {accuracies[c]:.4f}")
+        head = max(heads, key=lambda h: (accuracies[h.C], -h.C))  # ties: the stronger regularization
         if live is not None:
-            for fit in fits:
-                log_fit_quality(live, fit, data)
+            for c, train_quality, val_quality in curves:
+                log_fit_quality(live, c, train_quality, val_quality)
             live.summary["C"] = head.C
         return head
 

@@ -1,7 +1,7 @@
 """Stage train: fit one head on one backbone's cached features (train split; validation for curves).
 
 A head that pools avg or max reads the store's pooled view, never the (N, h, w, c) maps. Flatten reads the maps:
-as a stream, chunk by chunk, for a head that streams (dense), else into memory (logreg).
+as a stream, chunk by chunk, for a head that streams (dense, logreg), else into memory.
 """
 
 from __future__ import annotations
@@ -44,11 +44,15 @@ def without_rows(train: SplitData | MapStream, drop_list: Path) -> SplitData | M
 
 
 def training_data(
-    store: FeatureStore, drop_list: Path | None = None, pooling: str = "flatten", stream: bool = False
+    store: FeatureStore,
+    drop_list: Path | None = None,
+    pooling: str = "flatten",
+    stream: bool = False,
+    scratch_dir: Path | None = None,
 ) -> TrainingData:
     """Train and validation rows pooled by `pooling` (avg, max: from the pooled view; flatten: the maps, as stored,
     streamed chunk by chunk with `stream`, else in memory); with a drop list, the training rows it names are left
-    out."""
+    out. `scratch_dir`: where the head may write temporary files."""
     if pooling == "flatten" and stream:
         train, validation = MapStream(store, "train"), MapStream(store, "validation")
     elif pooling == "flatten":
@@ -65,6 +69,7 @@ def training_data(
         store.classes,
         store.attrs["default_pooling"],
         store.feature_shape,
+        scratch_dir,
     )
 
 
@@ -88,7 +93,8 @@ def train(
     builder = get_head(head)
     store = FeatureStore(store_path)
     pooling = head_pooling(head, params, store.attrs["default_pooling"])
-    data = training_data(store, drop_list, pooling, stream=builder.streams)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)  # a streamed logreg's scratch folder goes beside the head
+    data = training_data(store, drop_list, pooling, stream=builder.streams, scratch_dir=out_dir.parent)
     start = time.perf_counter()
     curves = CurveRecorder(builder.curve_x)
     model = builder.fit(data, params, seed, curves)
