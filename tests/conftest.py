@@ -113,7 +113,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def offline() -> Iterator[None]:
     """The whole session, fixtures included, behind the network guard: a connect to any host but loopback is
-    refused (Ray runs on 127.0.0.1, a test's server listens there)."""
+    refused (Ray runs on 127.0.0.1, a test's server listens there), and every child process, whatever
+    environment its test built, starts with the guard installed (network_guard.guarded_popen)."""
     with refused():
         yield
 
@@ -125,6 +126,13 @@ def tool_env() -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return offline_env(env)
+
+
+def child_env(**changes: str) -> dict[str, str]:
+    """An environment a test builds for a child (this process's, with `changes`; an empty value removes the
+    variable), with the network guard's sitecustomize first on PYTHONPATH, even when `changes` sets one."""
+    env = {**os.environ, **changes}
+    return offline_env({key: value for key, value in env.items() if value != ""})
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

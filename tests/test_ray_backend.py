@@ -73,7 +73,11 @@ def ray_session():
     marker = str(time.time_ns())  # the raylet and every worker inherit it: how left_behind finds them
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PIPELINE_RAY_TEST", marker)
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")  # loopback only: offline
+        # Loopback only, offline: Ray's GCS and its agents otherwise take the machine's own address, which the
+        # network guard in every Ray process refuses (Ray's single-machine mode, as on macOS and Windows).
+        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's processes read it when they start
+        patch.setattr(ray._private.ray_constants, "ENABLE_RAY_CLUSTER", False)  # this one has read it already
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
     yield ray
     ray.shutdown()
     assert left_behind(marker) == []
