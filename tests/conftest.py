@@ -89,12 +89,11 @@ def write_competition_zip(path: Path, files: dict[str, bytes]) -> Path:
 # (--dist loadscope --no-loadscope-reorder): a file's shared fixture (one `dvc repro`) runs once, on one worker,
 # and these start first, so no long file starts last, alone.
 LONGEST_FIRST = (
-    "test_sweeps.py",
-    "test_reliability.py",
+    "test_dvc_pipeline.py",
     "test_three_classes.py",
+    "test_reliability.py",
     "test_ray_backend.py",
     "test_team.py",
-    "test_dvc_pipeline.py",
     "test_keep_going.py",
     "test_audit_junk.py",
     "test_deploy.py",
