@@ -21,9 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # what tests/conftest.py's make_project copies into a test's project, plus the tests and the pages they read
-COPIED = (
+COPIED = (  # what the tests read, and every file of conftest.PROJECT_FILES (make_project copies them)
     *("pipeline", "tests", "dvc.yaml", "params.yaml", "pyproject.toml", "README.md", "docs", "Makefile", "weights"),
-    *(".dvc/config", ".dvc/plots.html", ".dvcignore", "data/raw/.gitignore", ".gitignore"),
+    *(".dvc/config", ".dvc/plots.html", ".dvcignore", "data/raw/.gitignore", ".gitignore", "plots/README.md"),
 )
 
 
