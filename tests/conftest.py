@@ -84,8 +84,8 @@ def write_competition_zip(path: Path, files: dict[str, bytes]) -> Path:
 
 
 # The longest files, longest first (pytest -n 2 --durations on a loaded 2-core AMD EPYC (Zen 3), seconds of one
-# worker: sweeps 679, three_classes 430, reliability 1,125 in 6 tests, team 347, dvc_pipeline 330, ray_backend
-# 380, keep_going 151, audit_junk 130). `make test` hands whole files to the two workers in collection order
+# worker: three_classes 430, reliability 1,125 in 6 tests, team 347, dvc_pipeline 330 plus its DVC queue sweep 679,
+# ray_backend 380, keep_going 151, audit_junk 130). `make test` hands whole files to the two workers in collection order
 # (--dist loadscope --no-loadscope-reorder): a file's shared fixture (one `dvc repro`) runs once, on one worker,
 # and these start first, so no long file starts last, alone.
 LONGEST_FIRST = (

@@ -187,6 +187,13 @@ MUTATIONS = [
         ("tests/test_reliability.py::test_sigkill_during_an_update_keeps_the_previous_store",),
     ),
     Mutation(
+        "an interrupted featurize leaves the first chunk of its run out of the rows it says it kept",
+        "pipeline/stages/featurize.py",
+        "rows = sum(pool.rows_per_chunk[name] for name in new)",
+        "rows = sum(pool.rows_per_chunk[name] for name in new[1:])",
+        ("tests/test_reliability.py::test_an_interrupt_says_what_was_kept_and_the_rerun_resumes",),
+    ),
+    Mutation(
         # Function and recipe data swapped together, so the recipe test (tests/test_recipe.py) agrees with the
         # code; the zero-shot floors pass it too (73 / 96 of 100): only the per-image golden classes catch it.
         "EfficientNet-Lite feeds its ImageNet weights BGR instead of RGB (its recipe says BGR too)",
