@@ -84,17 +84,16 @@ def write_competition_zip(path: Path, files: dict[str, bytes]) -> Path:
 
 
 # The longest files, longest first (pytest -n 2 --durations on a loaded 2-core AMD EPYC (Zen 3), seconds of one
-# worker: sweeps 679, three_classes 430, reliability 1,125 in 6 tests, team 347, dvc_pipeline 330, ray_backend
-# 380, keep_going 151, audit_junk 130). `make test` hands whole files to the two workers in collection order
+# worker: three_classes 430, reliability 1,125 in 6 tests, team 347, dvc_pipeline 330 plus its DVC queue sweep 679,
+# ray_backend 380, keep_going 151, audit_junk 130). `make test` hands whole files to the two workers in collection order
 # (--dist loadscope --no-loadscope-reorder): a file's shared fixture (one `dvc repro`) runs once, on one worker,
 # and these start first, so no long file starts last, alone.
 LONGEST_FIRST = (
-    "test_sweeps.py",
-    "test_reliability.py",
+    "test_dvc_pipeline.py",
     "test_three_classes.py",
+    "test_reliability.py",
     "test_ray_backend.py",
     "test_team.py",
-    "test_dvc_pipeline.py",
     "test_keep_going.py",
     "test_audit_junk.py",
     "test_deploy.py",
@@ -113,7 +112,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def offline() -> Iterator[None]:
     """The whole session, fixtures included, behind the network guard: a connect to any host but loopback is
-    refused (Ray runs on 127.0.0.1, a test's server listens there)."""
+    refused (Ray runs on 127.0.0.1, a test's server listens there), and every child process, whatever
+    environment its test built, starts with the guard installed (network_guard.guarded_popen)."""
     with refused():
         yield
 
@@ -125,6 +125,13 @@ def tool_env() -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return offline_env(env)
+
+
+def child_env(**changes: str) -> dict[str, str]:
+    """An environment a test builds for a child (this process's, with `changes`; an empty value removes the
+    variable), with the network guard's sitecustomize first on PYTHONPATH, even when `changes` sets one."""
+    env = {**os.environ, **changes}
+    return offline_env({key: value for key, value in env.items() if value != ""})
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

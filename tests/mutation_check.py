@@ -21,9 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # what tests/conftest.py's make_project copies into a test's project, plus the tests and the pages they read
-COPIED = (
+COPIED = (  # what the tests read, and every file of conftest.PROJECT_FILES (make_project copies them)
     *("pipeline", "tests", "dvc.yaml", "params.yaml", "pyproject.toml", "README.md", "docs", "Makefile", "weights"),
-    *(".dvc/config", ".dvc/plots.html", ".dvcignore", "data/raw/.gitignore", ".gitignore"),
+    *(".dvc/config", ".dvc/plots.html", ".dvcignore", "data/raw/.gitignore", ".gitignore", "plots/README.md"),
 )
 
 
@@ -206,6 +206,13 @@ MUTATIONS = [
         "    pool.remove_partials()\n",
         "    pool.remove_partials()\n    out_path.unlink(missing_ok=True)\n",
         ("tests/test_reliability.py::test_sigkill_during_an_update_keeps_the_previous_store",),
+    ),
+    Mutation(
+        "an interrupted featurize leaves the first chunk of its run out of the rows it says it kept",
+        "pipeline/stages/featurize.py",
+        "rows = sum(pool.rows_per_chunk[name] for name in new)",
+        "rows = sum(pool.rows_per_chunk[name] for name in new[1:])",
+        ("tests/test_reliability.py::test_an_interrupt_says_what_was_kept_and_the_rerun_resumes",),
     ),
     Mutation(
         # Function and recipe data swapped together, so the recipe test (tests/test_recipe.py) agrees with the

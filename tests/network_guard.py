@@ -1,6 +1,12 @@
 """No network for the offline tests: a guard in the test process, and for subprocesses a new network namespace
 (`unshare -n`, where the user may make one) plus the same guard through `sitecustomize`.
 
+The guard also wraps `subprocess.Popen`: every child a guarded process starts, whatever environment the caller
+built for it (`env={...}` from scratch, a PYTHONPATH of its own, or none), gets the guard's sitecustomize first
+on its PYTHONPATH, and installs the same wrapper in turn, so grandchildren (dvc's stage commands, Ray's workers)
+are guarded too. A Python child in isolated mode (`-I`, `-E`) ignores PYTHONPATH: it runs under `unshare -n`
+where one can be made.
+
 Unlike a proxy variable, nothing in the environment undoes it: NO_PROXY, proxies and urllib's per-process
 caches never reach a socket that refuses to connect. Loopback (127.0.0.0/8, ::1) and Unix sockets stay open,
 so a test's own server on 127.0.0.1 still answers.
@@ -14,7 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -51,12 +57,46 @@ def guarded_getaddrinfo(getaddrinfo: Callable) -> Callable:
     return resolve_only_loopback
 
 
+ENV_POSITION = 9  # `env` among Popen's positional parameters after `args`
+
+
+def ignores_pythonpath(args: Any) -> bool:
+    """Whether `args` starts a Python in isolated mode (-I) or with -E, which never reads PYTHONPATH."""
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence) or not args:
+        return False
+    if not Path(str(args[0])).name.startswith("python"):
+        return False
+    flags = [str(arg) for arg in args[1:]]
+    flags = flags[: next((i for i, arg in enumerate(flags) if not arg.startswith("-") or arg in ("-c", "-m")), None)]
+    return any(flag.startswith("-") and not flag.startswith("--") and ("I" in flag or "E" in flag) for flag in flags)
+
+
+def guarded_popen(init: Callable) -> Callable:
+    def start_behind_the_guard(self: subprocess.Popen, args: Any, *rest: Any, **kwargs: Any) -> None:
+        if len(rest) > ENV_POSITION:
+            env = rest[ENV_POSITION]
+            rest = (
+                *rest[:ENV_POSITION],
+                offline_env(dict(os.environ) if env is None else env),
+                *rest[ENV_POSITION + 1 :],
+            )
+        else:
+            env = kwargs.get("env")
+            kwargs["env"] = offline_env(dict(os.environ) if env is None else env)
+        if ignores_pythonpath(args):
+            args = offline_command(list(args))
+        init(self, args, *rest, **kwargs)
+
+    return start_behind_the_guard
+
+
 def patches() -> list[tuple[Any, str, Any]]:
-    """(object, attribute, guarded value) for every way Python reaches a remote host."""
+    """(object, attribute, guarded value) for every way Python reaches a remote host, itself or through a child."""
     return [
         (socket.socket, "connect", guarded_connect(socket.socket.connect)),
         (socket.socket, "connect_ex", guarded_connect(socket.socket.connect_ex)),
         (socket, "getaddrinfo", guarded_getaddrinfo(socket.getaddrinfo)),
+        (subprocess.Popen, "__init__", guarded_popen(subprocess.Popen.__init__)),
     ]
 
 
@@ -90,7 +130,10 @@ def offline_command(command: list[str]) -> list[str]:
     return ["unshare", "-n", *command] if can_unshare() else command
 
 
-def offline_env(env: dict[str, str]) -> dict[str, str]:
-    """`env` with the guard's sitecustomize first on PYTHONPATH, for a Python child."""
-    path = [str(SITE), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
-    return {**env, "PYTHONPATH": os.pathsep.join(path)}
+def offline_env(env: Any) -> dict[str, str]:
+    """`env` with the guard's sitecustomize first on PYTHONPATH (once), for a Python child."""
+    env = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in env.items()
+    }
+    rest = [part for part in env.get("PYTHONPATH", "").split(os.pathsep) if part and part != str(SITE)]
+    return {**env, "PYTHONPATH": os.pathsep.join([str(SITE), *rest])}

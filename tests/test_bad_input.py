@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, sample_images, write_zip
+from conftest import ROOT, child_env, sample_images, write_zip
 from PIL import Image, ImageFile
 
 from pipeline.core.config import ExtractConfig, SplitConfig, validate
@@ -197,7 +196,7 @@ def run(tmp_path_factory) -> Run:
         "split": {**SIZES, "max_pixels": MAX_PIXELS},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env(PYTHONPATH=str(ROOT))
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "split"], cwd=root, env=env, capture_output=True, text=True, timeout=120
     )

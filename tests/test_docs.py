@@ -3,7 +3,6 @@ build, as `make test` runs it), and the README's relative links and pictures poi
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, child_env
 
 README_MAX_LINES = 200
 
@@ -25,7 +24,7 @@ def site_copy(tmp_path: Path) -> Path:
 
 
 def build(project: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {"NO_MKDOCS_2_WARNING": "1"}
+    env = child_env(NO_MKDOCS_2_WARNING="1")
     command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(project / "site")]
     return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, sample_images, write_zip
+from conftest import ROOT, child_env, sample_images, write_zip
 from network_guard import offline_command, offline_env, refused
 
 from pipeline.cli.quiet import is_noise
@@ -169,9 +169,7 @@ def test_tensorflow_startup_is_silenced_unless_verbose(tmp_path: Path) -> None:
         "import sys; from pipeline.cli.quiet import silence_tensorflow_noise; silence_tensorflow_noise(sys.argv[1:]); "
         "import tensorflow as tf; tf.config.list_physical_devices('GPU'); print('still here', file=sys.stderr)"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    env.pop("PIPELINE_VERBOSE", None)
+    env = child_env(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="", PIPELINE_VERBOSE="")
     quiet = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     loud = subprocess.run([sys.executable, "-c", code, "--verbose"], env=env, capture_output=True, text=True)
     assert quiet.returncode == 0 and loud.returncode == 0

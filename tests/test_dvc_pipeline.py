@@ -1,6 +1,9 @@
-"""The real `dvc repro` end to end on a small subset, and the proof that swapping a head recomputes no features."""
+"""The real `dvc repro` end to end on a small subset, the proof that swapping a head recomputes no features, and a
+sweep of head params the DVC way (`dvc exp run --queue -S ...` per value, `dvc queue start -j N`, every
+experiment's metrics in `dvc exp show`, no feature recomputed), all on the one reproduced project."""
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,11 +19,20 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, sample_zip_40) -> Path:
+def reproduced(tmp_path_factory, sample_zip_40) -> tuple[Path, Path]:
+    """The project after one `dvc repro`, and a copy of it taken then, for a test that needs it as it was
+    (the other tests change params and code in the first, each leaving it reproduced)."""
     root = make_project(tmp_path_factory.mktemp("dvc") / "project", sample_zip_40, TINY_PARAMS)
     result = run(["dvc", "repro"], root)
     assert "Running stage 'featurize@vgg16'" in result.stdout
-    return root
+    pristine = root.parent / "pristine"
+    shutil.copytree(root, pristine, symlinks=True)
+    return root, pristine
+
+
+@pytest.fixture(scope="module")
+def project(reproduced: tuple[Path, Path]) -> Path:
+    return reproduced[0]
 
 
 def ran_stages(output: str) -> list[str]:
@@ -160,3 +172,54 @@ def test_a_code_change_reruns_featurize_without_computing_a_row(project: Path) -
     assert "vgg16: computed 0 of 80 images" in result.stdout
     assert {p.name: p.stat().st_mtime_ns for p in chunks.iterdir()} == before
     print(f"featurize rerun after a code change: {seconds:.1f} s for `dvc repro featurize@vgg16`, 0 rows computed")
+
+
+C_VALUES = (0.01, 0.1, 1.0)
+
+
+def queue_settled(project: Path) -> bool:
+    status = run(["dvc", "queue", "status"], project).stdout
+    return not any(word in status for word in ("Queued", "Running"))
+
+
+def experiments(project: Path) -> list[dict]:
+    """Each experiment of the workspace's baseline: its params and metrics as `dvc exp show --json` gives them."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    found = []
+    for baseline in shown:
+        for branch in baseline.get("experiments") or []:
+            for revision in branch["revs"]:
+                data = revision["data"]
+                found.append(
+                    {
+                        "name": revision.get("name"),
+                        "C": data["params"]["params.yaml"]["data"]["heads"]["logreg"]["C"],
+                        "metrics": data["metrics"]["metrics/vgg16/logreg/metrics.json"]["data"],
+                    }
+                )
+    return found
+
+
+def test_a_queue_of_three_C_values_runs_each_without_featurize(reproduced: tuple[Path, Path]) -> None:
+    """docs/performance-heads.md's sweep, from the reproduced project (as `dvc repro` left it) committed as the
+    baseline."""
+    project = reproduced[1]
+    assert run(["dvc", "status"], project).stdout.strip() == "Data and pipelines are up to date."
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], project)
+    for c in C_VALUES:
+        run(["dvc", "exp", "run", "--queue", "-S", f"heads.logreg.C={c}"], project)
+    run(["dvc", "queue", "start", "-j", "2"], project)
+    deadline = time.monotonic() + 600
+    while not queue_settled(project):
+        assert time.monotonic() < deadline, run(["dvc", "queue", "status"], project).stdout
+        time.sleep(2)
+    run(["dvc", "queue", "stop"], project, check=False)
+    found = experiments(project)
+    assert sorted(float(e["C"]) for e in found) == list(C_VALUES), found
+    for experiment in found:
+        metrics = experiment["metrics"]
+        assert metrics["test/images"] == 20 and 0.0 <= metrics["test/accuracy"] <= 1.0
+        log = run(["dvc", "queue", "logs", experiment["name"]], project).stdout
+        assert "Running stage 'train@vgg16-logreg'" in log
+        assert "Running stage 'featurize@vgg16'" not in log and "Running stage 'audit@vgg16'" not in log, log

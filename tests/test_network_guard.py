@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import socket
 import subprocess
 import sys
@@ -11,8 +12,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import tool_env
-from network_guard import REFUSAL, can_unshare, offline_command, offline_env, refused
+from conftest import ROOT, tool_env
+from network_guard import REFUSAL, SITE, can_unshare, offline_command, offline_env, refused
 
 REMOTE = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
 BYPASS = {"NO_PROXY": "*", "no_proxy": "*", "https_proxy": "", "HTTPS_PROXY": "", "http_proxy": "", "HTTP_PROXY": ""}
@@ -56,6 +57,50 @@ def test_a_python_subprocess_is_refused_even_with_no_proxy_set() -> None:
         offline_command([sys.executable, "-c", code]), env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 1 and REFUSAL in result.stderr, result.stderr
+
+
+CONNECT = "import socket; socket.create_connection(('8.8.8.8', 53), timeout=5); print('connected')"
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["env built from scratch", "own PYTHONPATH", "no env", "Popen positional env", "grandchild with a bare env"],
+)
+def test_a_child_with_an_environment_its_test_built_is_refused(how: str) -> None:
+    """Whatever environment a test (or the code it runs) hands a child, with NO_PROXY=* in it, the child
+    starts with the guard installed: its connect to a remote host is refused in the guard's words."""
+    bare = {"PATH": "/usr/bin:/bin", **BYPASS}  # no PYTHONPATH, nothing of tool_env()
+    command = [sys.executable, "-c", CONNECT]
+    if how == "env built from scratch":
+        result = subprocess.run(command, env=bare, capture_output=True, text=True, timeout=60)
+    elif how == "own PYTHONPATH":
+        result = subprocess.run(command, env=bare | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    elif how == "no env":
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    elif how == "Popen positional env":
+        process = subprocess.Popen(command, -1, None, None, subprocess.PIPE, subprocess.PIPE, None, True, False,
+                                   None, bare, text=True)  # fmt: skip
+        stdout, stderr = process.communicate(timeout=60)
+        result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    else:  # a child that starts its own child with an environment of its own
+        grandchild = f"subprocess.run([sys.executable, '-c', {CONNECT!r}], env={bare!r})"
+        code = f"import subprocess, sys; sys.exit({grandchild}.returncode)"
+        result = subprocess.run([sys.executable, "-c", code], env=bare, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "connected" not in result.stdout, result.stdout + result.stderr
+    assert REFUSAL in result.stderr, result.stderr
+
+
+def test_the_guard_adds_its_sitecustomize_once() -> None:
+    env = offline_env(offline_env({"PYTHONPATH": f"{SITE}{os.pathsep}/elsewhere"}))
+    assert env["PYTHONPATH"] == f"{SITE}{os.pathsep}/elsewhere"
+
+
+@pytest.mark.skipif(not can_unshare(), reason="`unshare -n` cannot make a network namespace here")
+def test_an_isolated_python_child_has_no_route_out() -> None:
+    """`python -I` never reads PYTHONPATH, so no sitecustomize of ours: the guard starts it in a network namespace."""
+    result = subprocess.run([sys.executable, "-I", "-c", CONNECT], env=BYPASS, capture_output=True, text=True)
+    assert result.returncode == 1 and "connected" not in result.stdout, result.stdout + result.stderr
+    assert "Network is unreachable" in result.stderr, result.stderr
 
 
 @pytest.mark.skipif(not can_unshare(), reason="`unshare -n` cannot make a network namespace here")

@@ -27,22 +27,22 @@ from pipeline.store.verify import verify
 pytest.importorskip("ray.data")
 
 BACKBONE = BackboneConfig(weights="none", input_size=48)
-LOCAL = FeaturizeConfig(batch_size=32, chunk_rows=64, precision="float32")
+LOCAL = FeaturizeConfig(batch_size=32, chunk_rows=32, precision="float32")  # 4 chunks: 2 per actor
 RAY = replace(LOCAL, backend="ray", ray=RayConfig(address="local", num_cpus=2, actors=2, cpus_per_actor=1))
 
 
 @pytest.fixture(scope="module")
 def local_store(tmp_path_factory) -> tuple[Path, Path]:
-    """300 shared-sample images (150 per class) featurized by the local backend."""
+    """120 shared-sample images (60 per class) featurized by the local backend."""
     root = tmp_path_factory.mktemp("ray")
     images = root / "images"
     images.mkdir()
-    for name, data in sample_images(150).items():
+    for name, data in sample_images(60).items():
         (images / name).write_bytes(data)
-    split(images, root / "split", SplitConfig(100, 25, 25))
+    split(images, root / "split", SplitConfig(40, 10, 10))
     manifest = root / "split" / "manifest.csv"
     store = root / "local" / "vgg16.h5"
-    assert featurize("vgg16", BACKBONE, LOCAL, manifest, store).computed == 300
+    assert featurize("vgg16", BACKBONE, LOCAL, manifest, store).computed == 120
     return manifest, store
 
 
@@ -73,7 +73,11 @@ def ray_session():
     marker = str(time.time_ns())  # the raylet and every worker inherit it: how left_behind finds them
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PIPELINE_RAY_TEST", marker)
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")  # loopback only: offline
+        # Loopback only, offline: Ray's GCS and its agents otherwise take the machine's own address, which the
+        # network guard in every Ray process refuses (Ray's single-machine mode, as on macOS and Windows).
+        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's processes read it when they start
+        patch.setattr(ray._private.ray_constants, "ENABLE_RAY_CLUSTER", False)  # this one has read it already
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
     yield ray
     ray.shutdown()
     assert left_behind(marker) == []
@@ -96,7 +100,7 @@ def test_ray_store_equals_the_local_store(local_store, ray_session, tmp_path: Pa
     manifest, local = local_store
     store = tmp_path / "vgg16.h5"
     report = featurize("vgg16", BACKBONE, RAY, manifest, store)
-    assert report.computed == 300 and report.indexed
+    assert report.computed == 120 and report.indexed
     assert_same_store(local, store)
     assert verify(store, manifest) == []
     # Same missing-row order and chunk_rows: the actors wrote the local path's chunks, name for name.
@@ -109,12 +113,12 @@ def test_ray_store_equals_the_local_store(local_store, ray_session, tmp_path: Pa
 def test_ray_computes_only_the_rows_a_partial_pool_lacks(local_store, ray_session, tmp_path: Path) -> None:
     manifest, local = local_store
     store = tmp_path / "vgg16.h5"
-    assert featurize("vgg16", BACKBONE, LOCAL, manifest, store, Shard(0, 2)).computed == 150
+    assert featurize("vgg16", BACKBONE, LOCAL, manifest, store, Shard(0, 2)).computed == 60
     before = {p.name: p.read_bytes() for p in chunk_folder(store).glob(CHUNK_GLOB)}
     (chunk_folder(store) / "chunk-killed-mid-write.h5.partial").write_bytes(b"half a chunk")
     one_actor = replace(RAY, ray=replace(RAY.ray, actors=1))
     report = featurize("vgg16", BACKBONE, one_actor, manifest, store)
-    assert report.computed == 150
+    assert report.computed == 60
     after = {p.name: p.read_bytes() for p in chunk_folder(store).glob(CHUNK_GLOB)}
     assert {name: after[name] for name in before} == before  # the finished chunks were not rewritten
     assert not list(chunk_folder(store).glob("*.partial"))
