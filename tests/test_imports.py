@@ -33,6 +33,8 @@ COMMANDS = {
     "store verify": ["store", "verify"],
     "store info": ["store", "info", "features/vgg16.h5"],
     "store export": ["store", "export", "features/vgg16.h5", "-f", "npy", "--pooling", "avg"],
+    "weights none": ["weights", "vgg16"],  # the project's vgg16 weights: none
+    "weights lite0": ["weights", "efficientnet_lite0"],  # imagenet: the pip package's .pth, hashed
     "doctor": ["doctor"],
     "params": ["params"],
 }

@@ -17,15 +17,16 @@ import importlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
-import tensorflow as tf
-from keras import layers
 
-from pipeline.backbones.lite_weights import load_torch_weights
 from pipeline.backbones.registry import BackboneSpec, Preprocessing, WeightsUnavailableError, register, sha256_of
 from pipeline.core.errors import InputError
+
+if TYPE_CHECKING:  # Keras and TensorFlow load when a model is built, not when the weights file is resolved
+    import keras
+    import tensorflow as tf
 
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99  # torch momentum 0.01
@@ -119,10 +120,14 @@ def scaled_blocks_args(blocks_args: list[dict[str, int]], width: float, depth: f
 
 def preprocess_input(x: tf.Tensor | np.ndarray) -> tf.Tensor:
     """Float RGB pixels in [0, 255] -> (x - 127) / 128, the scaling the ImageNet weights expect."""
+    import tensorflow as tf
+
     return (tf.cast(x, tf.float32) - 127.0) / 128.0
 
 
 def _conv_bn_relu6(x: keras.KerasTensor, filters: int, kernel: int, strides: int, name: str):
+    from keras import layers
+
     x = layers.Conv2D(filters, kernel, strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     return layers.ReLU(6.0, name=f"{name}_activation")(x)
@@ -130,6 +135,8 @@ def _conv_bn_relu6(x: keras.KerasTensor, filters: int, kernel: int, strides: int
 
 def mbconv_block(x: keras.KerasTensor, name: str, args: dict[str, int], drop_rate: float = 0.0):
     """Inverted residual: [1x1 expand, BN, ReLU6], depthwise, BN, ReLU6, 1x1 project, BN, [skip]."""
+    from keras import layers
+
     kernel_size, strides, expand_ratio = args["kernel_size"], args["strides"], args["expand_ratio"]
     filters_in, filters_out = args["filters_in"], args["filters_out"]
     inputs = x
@@ -159,6 +166,9 @@ def efficientnet_lite(
     dropout_rate: float = 0.2,
 ) -> keras.Model:
     """The general builder: stem, MBConv stages from `blocks_args` (blocks named block0..), head, top."""
+    import keras
+    from keras import layers
+
     inputs = layers.Input(shape=input_shape, name="input_layer")
     x = _conv_bn_relu6(inputs, STEM_FILTERS, 3, 2, "stem")
     total = sum(args["repeats"] for args in blocks_args)
@@ -233,6 +243,8 @@ def efficientnet_lite_variant(
         dropout_rate=spec.dropout_rate,
     )
     if weights is not None:
+        from pipeline.backbones.lite_weights import load_torch_weights
+
         load_torch_weights(model, weights)
     return model
 

@@ -6,14 +6,14 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
-import tensorflow as tf
-
-from pipeline.backbones.folding import fold_batchnorm
-from pipeline.backbones.mirror import mirror_averaged
 from pipeline.core.errors import ConfigError, InputError, WeightsUnavailableError
 from pipeline.core.weights_sources import CPUINFO, cpu_supports_bf16  # native_bf16 reads CPUINFO (tests repoint it)
+
+if TYPE_CHECKING:  # Keras and TensorFlow load when a conv base is built, not when weights are resolved
+    import keras
+    import tensorflow as tf
 
 RANDOM_INIT_SEED = 0
 
@@ -89,6 +89,8 @@ class BackboneSpec:
 
         precision: float32, or bfloat16 / float16 compute with float32 weights (Keras mixed precision).
         """
+        import keras
+
         if input_size < 32:
             raise ConfigError(f"input_size must be at least 32 pixels. Received: input_size={input_size}")
         policy = compute_policy(precision)
@@ -108,6 +110,9 @@ class BackboneSpec:
     ) -> keras.Model:
         """The conv base for feature extraction: frozen, with BatchNormalization folded into the convolutions;
         with `mirror`, its output averaged over the image and its left-right mirror."""
+        from pipeline.backbones.folding import fold_batchnorm
+        from pipeline.backbones.mirror import mirror_averaged
+
         base = fold_batchnorm(self.conv_base(input_size, weights, precision))
         return mirror_averaged(base) if mirror else base
 
@@ -117,6 +122,8 @@ PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mi
 
 def native_bf16() -> bool:
     """A GPU, or a CPU with native bfloat16 arithmetic (AVX512_BF16 or AMX); elsewhere bf16 is emulated (slow)."""
+    import tensorflow as tf
+
     return bool(tf.config.list_physical_devices("GPU")) or cpu_supports_bf16(CPUINFO)
 
 
@@ -131,6 +138,8 @@ def compute_policy(precision: str) -> str:
     """The Keras dtype policy for a precision param; float16 needs a GPU (CPUs emulate it slowly)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"featurize.precision must be one of {sorted(PRECISIONS)}. Received: precision={precision!r}")
+    import tensorflow as tf
+
     if precision == "float16" and not tf.config.list_physical_devices("GPU"):
         raise ConfigError(
             "featurize.precision float16 needs a GPU: CPUs have no fast float16 convolutions. "

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-
-import keras
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from pipeline.backbones.registry import BackboneSpec, Preprocessing, WeightsUnavailableError, register
 from pipeline.core.weights_sources import VGG16_WEIGHTS_FILE as WEIGHTS_FILE
@@ -14,11 +12,17 @@ from pipeline.core.weights_sources import VGG16_WEIGHTS_MD5 as WEIGHTS_MD5
 from pipeline.core.weights_sources import VGG16_WEIGHTS_URL as WEIGHTS_URL
 from pipeline.core.weights_sources import keras_cache_dir
 
+if TYPE_CHECKING:  # Keras loads when weights are fetched or a model is built, not when the backbone registers
+    import keras
+    import tensorflow as tf
+
 DOWNLOAD_TIMEOUT_S = 20
 
 
 def fetch_imagenet_weights() -> Path:
     """Keras' cached notop weights, downloading them when the network allows."""
+    import keras
+
     cached = keras_cache_dir() / WEIGHTS_FILE
     if cached.is_file():
         if not keras.utils.validate_file(str(cached), WEIGHTS_MD5, algorithm="md5"):
@@ -50,6 +54,8 @@ def fetch_imagenet_weights() -> Path:
 
 
 def build_vgg16(input_shape: tuple[int, int, int], weights_path: Path | None) -> keras.Model:
+    import keras
+
     return keras.applications.VGG16(
         include_top=False,
         weights=str(weights_path) if weights_path else None,
@@ -58,6 +64,8 @@ def build_vgg16(input_shape: tuple[int, int, int], weights_path: Path | None) ->
 
 
 def preprocess_vgg16(images: tf.Tensor) -> tf.Tensor:
+    import keras
+
     return keras.applications.vgg16.preprocess_input(images)
 
 
