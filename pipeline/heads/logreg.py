@@ -61,11 +61,6 @@ class LogRegHead:
             )
 
 
-def validation_accuracy(head: LogRegHead, data: TrainingData) -> float:
-    """The head's accuracy on validation rows held as an array."""
-    return float((head.predict_proba(data.x_val).argmax(axis=1) == data.y_val).mean())
-
-
 def standardized_probabilities(head: LogRegHead, rows: RowBlocks) -> np.ndarray:
     """The head's class probabilities of rows already standardized by its mean and scale, block by block."""
     plain = LogRegHead(head.coef, head.intercept, np.zeros(1), np.ones(1), "flatten", head.C)
